@@ -1,0 +1,209 @@
+"""`avatar` command line: a thin layer over library functions.
+
+argparse is built inside `main()` (never at import) and engines load only inside the command that
+needs them, so `avatar --help` answers instantly. Every AvatarError becomes one line on stderr
+and a non-zero exit code; no traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from avatar.errors import AvatarError
+from avatar.render_request import EMOTIONS
+
+EXAMPLES = """examples:
+  avatar render --photo me.jpg --text "Hello! [happy] Nice to meet you." -o hello.mp4
+  avatar render --photo me.jpg --audio speech.wav -o lipsync.mp4
+  avatar render --photo me.jpg --text "你好，欢迎光临。" --voice my_voice.wav -o zh.mp4
+  avatar batch jobs.csv --out-dir videos/ --jobs 2
+  avatar transcribe speech.wav
+"""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="avatar",
+        description="Talking avatar from one photo: lip-synced video, offline, on the CPU.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command")
+
+    render = sub.add_parser(
+        "render",
+        help="render one talking-head MP4",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    render.add_argument("--photo", required=True, type=Path, help="portrait photo (JPEG/PNG/WebP, any size)")
+    source = render.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="what to say; inline tags like [happy], [sad], [pause 0.5s]")
+    source.add_argument("--text-file", type=Path, help="read the text from a UTF-8 file")
+    source.add_argument("--audio", type=Path, help="lip-sync this recording instead of synthesizing speech")
+    render.add_argument("--voice", type=Path, help="3-30 s recording: match the synthetic voice to it (DSP)")
+    render.add_argument(
+        "--emotion", default="neutral", choices=EMOTIONS, help="expression where no tag is given"
+    )
+    render.add_argument(
+        "--lang", choices=("en", "zh"), help="speech language (default: detected from the text)"
+    )
+    render.add_argument(
+        "--size", type=int, help="longest side of the video in pixels (default: photo, max 1024)"
+    )
+    render.add_argument("--face", type=int, help="which face to animate when there are several (0 = largest)")
+    render.add_argument(
+        "-o", "--output", type=Path, default=Path("out.mp4"), help="output .mp4 (default out.mp4)"
+    )
+    render.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    batch = sub.add_parser("batch", help="render many videos from a CSV or JSONL manifest, using all cores")
+    batch.add_argument(
+        "manifest",
+        type=Path,
+        help="CSV (header: photo,text,audio,voice,emotion,lang,size,face,output) or JSONL",
+    )
+    batch.add_argument("--out-dir", type=Path, default=Path("videos"), help="where outputs without a path go")
+    batch.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel worker processes")
+
+    transcribe = sub.add_parser("transcribe", help="speech to text with the embedded Whisper model")
+    transcribe.add_argument("file", type=Path, help="audio file (any format ffmpeg reads)")
+    transcribe.add_argument("--lang", help="language hint, e.g. en or zh (default: detect)")
+
+    preview = sub.add_parser("preview", help="draw the detected face and landmarks on the photo (PNG)")
+    preview.add_argument("--photo", required=True, type=Path)
+    preview.add_argument("--size", type=int)
+    preview.add_argument("--face", type=int)
+    preview.add_argument("-o", "--output", type=Path, default=Path("preview.png"))
+    return parser
+
+
+def _progress_bar(quiet: bool):
+    """Returns (callback, close): a tqdm bar per stage on stderr."""
+    if quiet:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+    labels = {"speech": "synthesizing speech", "video": "rendering video"}
+
+    def update(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            for other in bars.values():
+                other.close()
+            bar = bars[stage] = tqdm(
+                total=total,
+                desc=labels.get(stage, stage),
+                unit="frame" if stage == "video" else "sentence",
+                leave=True,
+            )
+        bar.n = done
+        bar.refresh()
+
+    def close() -> None:
+        for bar in bars.values():
+            bar.close()
+
+    return update, close
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from avatar.render_job import render_video
+    from avatar.render_request import RenderRequest
+
+    text = args.text
+    if args.text_file is not None:
+        try:
+            text = args.text_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AvatarError(f"cannot read --text-file {args.text_file}: {exc}") from exc
+    request = RenderRequest(
+        photo_path=args.photo,
+        output_path=args.output,
+        text=text,
+        audio_path=args.audio,
+        voice_sample_path=args.voice,
+        emotion=args.emotion,
+        language=args.lang,
+        size_px=args.size,
+        face_index=args.face,
+    )
+    progress, close = _progress_bar(args.quiet)
+    try:
+        result = render_video(request, progress=progress)
+    finally:
+        close()
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    speed = result.duration_s / max(result.render_time_s, 1e-9)
+    print(
+        f"wrote {result.output_path} ({result.duration_s:.2f} s, {result.frame_count} frames, "
+        f"rendered in {result.render_time_s:.1f} s = {speed:.1f}x real time)"
+    )
+    return 0
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from avatar.batch import run_batch
+
+    report = run_batch(args.manifest, out_dir=args.out_dir, jobs=args.jobs)
+    print(f"{len(report.succeeded)} succeeded, {len(report.failed)} failed")
+    for failure in report.failed:
+        print(f"failed: {failure}", file=sys.stderr)
+    return 0 if not report.failed else 1
+
+
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    from avatar.asr_whisper import transcribe_file
+
+    transcript = transcribe_file(args.file, language=args.lang)
+    print(f"[{transcript.language}] {transcript.text}")
+    return 0
+
+
+def _cmd_preview(args: argparse.Namespace) -> int:
+    from lipsync.avatar_assets import prepare_avatar
+    from lipsync.preview import draw_preview
+
+    assets = prepare_avatar(args.photo, args.size, args.face)
+    draw_preview(assets, args.output)
+    for note in assets.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from avatar import __version__
+
+        print(__version__)
+        return 0
+    commands = {
+        "render": _cmd_render,
+        "batch": _cmd_batch,
+        "transcribe": _cmd_transcribe,
+        "preview": _cmd_preview,
+    }
+    if args.command not in commands:
+        parser.print_help()
+        return 2
+    try:
+        return commands[args.command](args)
+    except AvatarError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Render one talking-head video: photo + (text | audio) -> H.264/AAC MP4.
+
+`RenderEngines` loads each engine once and keeps it for the next job, so the batch runner's
+worker processes and the web console pay model loading once, not per video.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from avatar.errors import InputError
+from avatar.render_request import EMOTIONS, FRAME_RATE_FPS, RenderRequest, RenderResult
+from avatar.types import Speech
+
+ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+class RenderEngines:
+    """Lazily loaded engines shared by consecutive jobs in one process."""
+
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        self.cache_dir = cache_dir
+        self._tts: dict[str, object] = {}
+        self._profiles: dict[tuple[str, float], object] = {}
+        self._renderers: dict[tuple, object] = {}
+        self._landmarker = None
+
+    def landmarker(self):
+        if self._landmarker is None:
+            from lipsync.face_landmarker import FaceLandmarker
+
+            self._landmarker = FaceLandmarker()
+        return self._landmarker
+
+    def tts(self, language: str):
+        if language not in self._tts:
+            from voices.tts_select import create_tts
+
+            self._tts[language] = create_tts(language)
+        return self._tts[language]
+
+    def voice_profile(self, sample_path: Path):
+        key = (str(Path(sample_path).resolve()), Path(sample_path).stat().st_mtime)
+        if key not in self._profiles:
+            from voices.voice_profile import build_voice_profile
+
+            self._profiles[key] = build_voice_profile(Path(sample_path), name=Path(sample_path).stem)
+        return self._profiles[key]
+
+    def renderer(self, photo_path: Path, size_px: int | None, face_index: int | None):
+        key = (str(Path(photo_path).resolve()), size_px, face_index)
+        if key not in self._renderers:
+            from lipsync.avatar_assets import prepare_avatar
+            from lipsync.procedural_renderer import ProceduralRenderer
+
+            assets = prepare_avatar(
+                photo_path,
+                size_px,
+                face_index,
+                cache_dir=self.cache_dir,
+                landmarker=self.landmarker(),
+            )
+            self._renderers[key] = ProceduralRenderer(assets, fps=FRAME_RATE_FPS)
+        return self._renderers[key]
+
+    def close(self) -> None:
+        for engine in self._tts.values():
+            close = getattr(engine, "close", None)
+            if close is not None:
+                close()
+        self._tts.clear()
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
+
+def validate_request(request: RenderRequest) -> None:
+    """Cheap checks before any engine loads, so a typo fails in milliseconds."""
+    if (request.text is None) == (request.audio_path is None):
+        raise InputError("give either --text or --audio (exactly one)")
+    if request.text is not None and not request.text.strip():
+        raise InputError("the text is empty", "give the words the avatar should say")
+    if request.emotion not in EMOTIONS:
+        raise InputError(f"unknown emotion '{request.emotion}'", f"use one of: {', '.join(EMOTIONS)}")
+    if request.language not in (None, "en", "zh"):
+        raise InputError(
+            f"unsupported language '{request.language}'", "use en or zh, or leave it out to detect"
+        )
+    if request.audio_path is not None and request.voice_sample_path is not None:
+        raise InputError("--voice applies to text only", "recorded --audio is used as it is")
+    output = Path(request.output_path)
+    if output.suffix.lower() != ".mp4":
+        raise InputError(f"output must be an .mp4 file, got {output.name}")
+    if output.is_dir():
+        raise InputError(f"output path is a folder: {output}", "give a file name such as out.mp4")
+    if not output.parent.exists():
+        raise InputError(f"output folder does not exist: {output.parent}", "create it first")
+
+
+def speech_from_text(request: RenderRequest, engines: RenderEngines, progress: ProgressFn | None):
+    from voices.language import detect_language
+
+    from avatar.audio_io import resample
+    from avatar.speech_assembly import assemble_speech
+    from avatar.text_script import parse_script, split_sentences
+
+    segments = parse_script(request.text, default_emotion=request.emotion)
+    profile = engines.voice_profile(request.voice_sample_path) if request.voice_sample_path else None
+
+    def synthesize(sentence: str) -> Speech:
+        language = request.language or detect_language(sentence)
+        return engines.tts(language).synthesize(sentence)
+
+    transform = None
+    if profile is not None:
+        from voices.voice_match import match_voice
+
+        def transform(speech: Speech) -> Speech:
+            return match_voice(speech, profile)
+
+    def on_sentence(done: int, total: int) -> None:
+        if progress is not None:
+            progress("speech", done, total)
+
+    return assemble_speech(segments, synthesize, split_sentences, resample, transform, on_sentence)
+
+
+def speech_from_audio(request: RenderRequest) -> tuple[Speech, list[tuple[float, float, str]]]:
+    from avatar.audio_io import load_audio
+
+    audio = load_audio(request.audio_path, sample_rate_hz=24000)
+    return Speech(audio), [(0.0, audio.duration_s + 1.0, request.emotion)]
+
+
+def render_video(
+    request: RenderRequest, engines: RenderEngines | None = None, progress: ProgressFn | None = None
+) -> RenderResult:
+    """The whole job. Raises InputError/EngineUnavailable with one-line messages; leaves no partial file."""
+    from avatar.video_writer import write_mp4
+
+    validate_request(request)
+    started = time.perf_counter()
+    owned = engines is None
+    engines = engines or RenderEngines()
+    try:
+        renderer = engines.renderer(request.photo_path, request.size_px, request.face_index)
+        if request.text is not None:
+            assembled = speech_from_text(request, engines, progress)
+            speech, spans = assembled.speech, assembled.emotion_spans
+        else:
+            speech, spans = speech_from_audio(request)
+        weights = renderer.plan(speech, spans)
+        total = len(weights)
+
+        def frames():
+            for index, frame_weights in enumerate(weights):
+                if progress is not None and (index % 5 == 0 or index + 1 == total):
+                    progress("video", index + 1, total)
+                yield renderer.draw(frame_weights)
+
+        write_mp4(frames(), speech.audio, Path(request.output_path), fps=FRAME_RATE_FPS)
+        return RenderResult(
+            output_path=Path(request.output_path),
+            duration_s=total / FRAME_RATE_FPS,
+            frame_count=total,
+            render_time_s=time.perf_counter() - started,
+            notes=tuple(renderer.assets.notes),
+        )
+    finally:
+        if owned:
+            engines.close()

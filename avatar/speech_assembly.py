@@ -1,0 +1,87 @@
+"""Text script -> one continuous Speech with phoneme timing and emotion spans on one clock.
+
+Each sentence is synthesized separately (bounded TTS inputs, per-sentence language), then the
+pieces are laid end to end with their phoneme times shifted, so the renderer sees one track.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from avatar.types import AudioChunk, PhonemeTiming, Speech, TextSegment
+
+LEAD_IN_S = 0.3  # closed mouth before the first word
+TAIL_S = 0.5  # and after the last
+SENTENCE_GAP_S = 0.12
+
+
+@dataclass(frozen=True)
+class AssembledSpeech:
+    speech: Speech
+    emotion_spans: list[tuple[float, float, str]]
+
+
+def assemble_speech(
+    segments: list[TextSegment],
+    synthesize: Callable[[str], Speech],
+    split: Callable[[str], list[str]],
+    resample: Callable[[np.ndarray, int, int], np.ndarray],
+    transform: Callable[[Speech], Speech] | None = None,
+    on_sentence: Callable[[int, int], None] | None = None,
+) -> AssembledSpeech:
+    """Synthesize every sentence of every segment and join them; `transform` is e.g. voice matching."""
+    sentences = [
+        (seg, sentence) for seg in segments for sentence in (split(seg.text) if seg.text.strip() else [])
+    ]
+    pieces: list[np.ndarray] = []
+    phonemes: list[PhonemeTiming] = []
+    spans: list[tuple[float, float, str]] = []
+    rate_hz: int | None = None
+    cursor = 0  # samples
+
+    def silence(seconds: float) -> None:
+        nonlocal cursor
+        count = int(round(seconds * rate_hz))
+        pieces.append(np.zeros(count, np.float32))
+        cursor += count
+
+    languages: list[str] = []
+    last_segment: TextSegment | None = None
+    span_start_s = 0.0
+    for index, (segment, sentence) in enumerate(sentences):
+        speech = synthesize(sentence)
+        if transform is not None:
+            speech = transform(speech)
+        if rate_hz is None:
+            rate_hz = speech.audio.sample_rate_hz
+            silence(LEAD_IN_S)
+        pcm = speech.audio.pcm.astype(np.float32)
+        if speech.audio.sample_rate_hz != rate_hz:
+            pcm = resample(pcm, speech.audio.sample_rate_hz, rate_hz)
+        if segment is not last_segment:
+            if last_segment is not None:
+                spans.append((span_start_s, cursor / rate_hz, last_segment.emotion))
+            span_start_s = cursor / rate_hz
+        offset_s = cursor / rate_hz
+        phonemes.extend(
+            PhonemeTiming(p.phoneme, offset_s + p.start_s, offset_s + p.end_s) for p in speech.phonemes
+        )
+        pieces.append(pcm)
+        cursor += len(pcm)
+        languages.append(speech.language)
+        is_segment_end = index + 1 == len(sentences) or sentences[index + 1][0] is not segment
+        silence(segment.pause_after_s if is_segment_end and segment.pause_after_s else SENTENCE_GAP_S)
+        last_segment = segment
+        if on_sentence is not None:
+            on_sentence(index + 1, len(sentences))
+    if rate_hz is None:
+        raise ValueError("no sentences to synthesize")
+    silence(TAIL_S)
+    spans.append((span_start_s, cursor / rate_hz, last_segment.emotion if last_segment else "neutral"))
+    text = " ".join(sentence for _, sentence in sentences)
+    language = max(set(languages), key=languages.count)
+    audio = AudioChunk(np.concatenate(pieces), rate_hz)
+    return AssembledSpeech(Speech(audio, text, language, tuple(phonemes)), spans)

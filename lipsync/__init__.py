@@ -1,0 +1,1 @@
+"""Face preparation and lip-sync renderers (procedural embedded tier; neural tier later)."""

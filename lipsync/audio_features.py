@@ -1,0 +1,57 @@
+"""Per-video-frame loudness and spectral shape of speech audio.
+
+Frame k of a video at F fps covers samples [k*R/F, (k+1)*R/F); features are measured on a
+window centred on that span so they carry no lag relative to the picture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SILENCE_FLOOR_DB = -60.0
+
+
+@dataclass(frozen=True)
+class FrameFeatures:
+    """Arrays with one value per video frame."""
+
+    level_db: np.ndarray  # RMS level in dBFS
+    centroid_hz: np.ndarray  # spectral centroid of the frame (0 in silence)
+    reference_db: float  # typical loud-speech level of this recording
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.level_db)
+
+
+def frame_count_for(sample_count: int, sample_rate_hz: int, fps: int) -> int:
+    """Frames needed to cover the audio: ceil(duration * fps)."""
+    return max(1, int(np.ceil(sample_count * fps / sample_rate_hz - 1e-9)))
+
+
+def measure_frames(
+    pcm: np.ndarray, sample_rate_hz: int, fps: int, frame_count: int | None = None
+) -> FrameFeatures:
+    """Loudness and centroid per frame, from a 2-frame Hann window centred on each frame."""
+    pcm = np.asarray(pcm, np.float32)
+    n_frames = frame_count or frame_count_for(len(pcm), sample_rate_hz, fps)
+    hop = sample_rate_hz / fps
+    win = int(round(2 * hop))
+    window = np.hanning(win).astype(np.float32)
+    window /= np.sqrt(np.mean(window**2))
+    padded = np.pad(pcm, (win, win + int(hop) * 2))
+    starts = (win + (np.arange(n_frames) + 0.5) * hop - win / 2).astype(int)
+    frames = np.stack([padded[s : s + win] for s in starts]) * window
+    rms = np.sqrt(np.mean(frames**2, axis=1) + 1e-12)
+    level_db = np.maximum(20 * np.log10(rms), SILENCE_FLOOR_DB)
+    spectrum = np.abs(np.fft.rfft(frames, axis=1))
+    freqs = np.fft.rfftfreq(win, 1.0 / sample_rate_hz)
+    band = (freqs > 80) & (freqs < 8000)
+    power = spectrum[:, band] ** 2
+    centroid = (power * freqs[band]).sum(axis=1) / np.maximum(power.sum(axis=1), 1e-12)
+    voiced = level_db > SILENCE_FLOOR_DB + 10
+    reference = float(np.percentile(level_db[voiced], 90)) if voiced.any() else SILENCE_FLOOR_DB
+    centroid = np.where(voiced, centroid, 0.0)
+    return FrameFeatures(level_db.astype(np.float32), centroid.astype(np.float32), reference)

@@ -1,0 +1,33 @@
+"""A picture of what the preparation found: face box, landmarks, mouth and eye contours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from avatar.errors import InputError
+from lipsync import face_mesh_indices as fm
+from lipsync.avatar_assets import AvatarAssets
+
+
+def draw_preview(assets: AvatarAssets, output_path: Path) -> np.ndarray:
+    """Draw the detection on a copy of the photo and save it (PNG/JPEG by extension)."""
+    import cv2
+
+    image = assets.image_bgr.copy()
+    lm = assets.landmarks_px[:, :2]
+    for x, y in lm[:468]:
+        cv2.circle(image, (int(x), int(y)), 1, (200, 200, 200), -1, cv2.LINE_AA)
+    for ids, color in (
+        (fm.LIPS_OUTER, (60, 60, 230)),
+        (fm.RIGHT_EYE, (230, 160, 40)),
+        (fm.LEFT_EYE, (230, 160, 40)),
+        (fm.FACE_OVAL, (80, 200, 80)),
+    ):
+        cv2.polylines(image, [np.round(lm[list(ids)]).astype(np.int32)], True, color, 1, cv2.LINE_AA)
+    x0, y0, x1, y1 = (int(v) for v in assets.face_box_xyxy)
+    cv2.rectangle(image, (x0, y0), (x1, y1), (0, 220, 255), 2)
+    if not cv2.imwrite(str(output_path), image):
+        raise InputError(f"cannot write preview image {output_path}", "check the folder and use .png or .jpg")
+    return image

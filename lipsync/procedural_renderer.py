@@ -1,0 +1,107 @@
+"""The embedded lip-sync renderer: one photo + speech -> frames, on the CPU, no network weights.
+
+It plans every frame's deformation weights first (mouth from phonemes or loudness, expression
+spans, blinks, head sway), then draws each frame with one warp and the inner-mouth painter.
+Planning ahead is what lets the mouth anticipate speech without lagging the audio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from avatar.types import Speech
+from lipsync import face_mesh_indices as fm
+from lipsync.audio_features import FrameFeatures, frame_count_for, measure_frames
+from lipsync.avatar_assets import AvatarAssets
+from lipsync.deformation_basis import BASIS_INDEX, BASIS_NAMES
+from lipsync.face_motion import blink_track, expression_track, head_motion_track
+from lipsync.face_warp import FaceWarper
+from lipsync.inner_mouth import InnerMouthPainter
+from lipsync.mouth_track import MouthTrack, loudness_openness, track_from_audio, track_from_phonemes
+
+DEFAULT_FPS = 25
+
+EmotionSpans = list[tuple[float, float, str]]
+
+
+class ProceduralRenderer:
+    """Create once per avatar (it samples the deformation fields), then render many clips."""
+
+    def __init__(self, assets: AvatarAssets, fps: int = DEFAULT_FPS, seed: int = 0) -> None:
+        self.assets = assets
+        self.fps = fps
+        self.seed = seed
+        self.warper = FaceWarper(assets)
+        self.painter = InnerMouthPainter(assets.image_bgr, self.warper.geometry)
+        geometry = self.warper.geometry
+        lm = geometry.landmarks
+        gap_px = (lm[fm.INNER_LIP_MID_LOWER] - lm[fm.INNER_LIP_MID_UPPER]) @ geometry.mouth.v
+        # A photo taken mid-word shows parted lips: then silence must actively press them shut.
+        self.photo_mouth_open = bool(gap_px > 0.012 * geometry.face_height_px)
+        self.photo_smile = float(assets.neutral_estimate["smile"])
+
+    @property
+    def size_wh(self) -> tuple[int, int]:
+        return self.assets.size_wh
+
+    def mouth_track(self, speech: Speech, frame_count: int) -> tuple[MouthTrack, FrameFeatures]:
+        audio = speech.audio
+        features = measure_frames(audio.pcm, audio.sample_rate_hz, self.fps, frame_count)
+        if speech.phonemes:
+            return track_from_phonemes(speech.phonemes, features, self.fps), features
+        return track_from_audio(features), features
+
+    def plan(self, speech: Speech, emotion_spans: EmotionSpans | None = None) -> np.ndarray:
+        """(frames, bases) weights covering the whole speech at the video rate."""
+        audio = speech.audio
+        frame_count = frame_count_for(len(audio.pcm), audio.sample_rate_hz, self.fps)
+        mouth, features = self.mouth_track(speech, frame_count)
+        spans = emotion_spans or [(0.0, frame_count / self.fps, "neutral")]
+        weights = expression_track(spans, frame_count, self.fps)
+        weights[:, BASIS_INDEX["smile"]] *= 1.0 - 0.5 * min(self.photo_smile, 1.0)
+        self._add_mouth(weights, mouth)
+        rng = np.random.default_rng(self.seed)
+        blinks = blink_track(frame_count, self.fps, rng)
+        for eye in ("blink_left", "blink_right"):
+            column = weights[:, BASIS_INDEX[eye]]
+            weights[:, BASIS_INDEX[eye]] = np.clip(
+                column + blinks * (1.0 - np.maximum(column, 0.0)), -0.5, 1.0
+            )
+        head = head_motion_track(frame_count, self.fps, rng, loudness_openness(features))
+        weights[:, BASIS_INDEX["head_roll"]] += head[:, 0]
+        weights[:, BASIS_INDEX["head_tx"]] += head[:, 1]
+        weights[:, BASIS_INDEX["head_ty"]] += head[:, 2]
+        return weights
+
+    def _add_mouth(self, weights: np.ndarray, mouth: MouthTrack) -> None:
+        weights[:, BASIS_INDEX["jaw_open"]] += 0.62 * mouth.open
+        weights[:, BASIS_INDEX["lip_wide"]] += 0.8 * mouth.wide
+        weights[:, BASIS_INDEX["lip_round"]] += 0.8 * mouth.round
+        weights[:, BASIS_INDEX["upper_lip_raise"]] += 0.5 * mouth.teeth
+        press = mouth.press
+        if self.photo_mouth_open:
+            press = np.maximum(press, 1.0 - np.clip(mouth.open / 0.25, 0.0, 1.0))
+        weights[:, BASIS_INDEX["lip_press"]] += press
+
+    def draw(self, weights: np.ndarray) -> np.ndarray:
+        """One BGR frame for one weight vector."""
+        image = self.warper.warp(weights)
+        return self.painter.paint(image, self.warper.moved_landmarks(weights))
+
+    def render(self, speech: Speech, emotion_spans: EmotionSpans | None = None) -> Iterator[np.ndarray]:
+        """Frames for the speech, lazily, so the writer can stream them to the encoder."""
+        for weights in self.plan(speech, emotion_spans):
+            yield self.draw(weights)
+
+    def idle_weights(self, frame_count: int, emotion: str = "neutral") -> np.ndarray:
+        """Weights for silent idle motion (blinks, breathing sway) in the given expression."""
+        silence = np.zeros(frame_count * 640, np.float32)
+        from avatar.types import AudioChunk
+
+        return self.plan(Speech(AudioChunk(silence, 16000)), [(0.0, frame_count / self.fps, emotion)])
+
+
+def zero_weights() -> np.ndarray:
+    return np.zeros(len(BASIS_NAMES), np.float32)
