@@ -18,7 +18,7 @@ EXPRESSION_WEIGHTS: dict[str, dict[str, float]] = {
     "angry": {"brow_lower": 1.0, "lid_raise_lower": 0.55, "frown": 0.35, "lip_press": 0.25},
     "surprised": {"brow_raise": 1.0, "blink_left": -0.28, "blink_right": -0.28, "jaw_open": 0.12},
 }
-EXPRESSION_BLEND_S = 0.35  # time to blend from one expression to the next
+EXPRESSION_BLEND_S = 0.6  # time to blend from one expression to the next
 BLINK_PROFILE = (0.45, 1.0, 0.85, 0.45, 0.15)  # eyelid closure over the frames of one blink
 
 

@@ -1,0 +1,48 @@
+"""Shared fixtures: paths to the bundled assets and the shared evaluation media, engines loaded once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "assets"
+EVAL_DIR = ROOT.parent / "shared" / "eval"
+SAMPLE_PORTRAIT = ASSETS / "sample_portrait.jpg"
+SAMPLE_VOICE = ASSETS / "sample_voice.flac"
+
+
+def eval_file(relative: str) -> Path:
+    """A file from ../shared/eval, or skip the test where that folder is not checked out."""
+    path = EVAL_DIR / relative
+    if not path.is_file():
+        pytest.skip(f"evaluation media not available: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("avatar-cache")
+
+
+@pytest.fixture(scope="session")
+def landmarker():
+    from lipsync.face_landmarker import FaceLandmarker
+
+    with FaceLandmarker() as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def sample_assets(cache_dir, landmarker):
+    from lipsync.avatar_assets import prepare_avatar
+
+    return prepare_avatar(SAMPLE_PORTRAIT, size_px=512, cache_dir=cache_dir, landmarker=landmarker)
+
+
+@pytest.fixture(scope="session")
+def sample_renderer(sample_assets):
+    from lipsync.procedural_renderer import ProceduralRenderer
+
+    return ProceduralRenderer(sample_assets, seed=1)
