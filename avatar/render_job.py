@@ -26,6 +26,22 @@ class RenderEngines:
         self._profiles: dict[tuple[str, float], object] = {}
         self._renderers: dict[tuple, object] = {}
         self._landmarker = None
+        self._asr = None
+        self._phonemizer = None
+
+    def asr(self):
+        if self._asr is None:
+            from avatar.asr_whisper import WhisperASR
+
+            self._asr = WhisperASR().load()
+        return self._asr
+
+    def phonemizer(self):
+        if self._phonemizer is None:
+            from lipsync.recorded_phonemes import RecordedPhonemizer
+
+            self._phonemizer = RecordedPhonemizer()
+        return self._phonemizer
 
     def landmarker(self):
         if self._landmarker is None:
@@ -127,11 +143,17 @@ def speech_from_text(request: RenderRequest, engines: RenderEngines, progress: P
     return assemble_speech(segments, synthesize, split_sentences, resample, transform, on_sentence)
 
 
-def speech_from_audio(request: RenderRequest) -> tuple[Speech, list[tuple[float, float, str]]]:
+def speech_from_audio(
+    request: RenderRequest, engines: RenderEngines
+) -> tuple[Speech, list[tuple[float, float, str]]]:
+    """Recorded speech, with phoneme timing from ASR word timestamps so lips close on p/b/m."""
     from avatar.audio_io import load_audio
 
     audio = load_audio(request.audio_path, sample_rate_hz=24000)
-    return Speech(audio), [(0.0, audio.duration_s + 1.0, request.emotion)]
+    transcript, words = engines.asr().transcribe_words(audio, language=request.language)
+    phonemes = engines.phonemizer().phonemes(words, transcript.language)
+    speech = Speech(audio, transcript.text, transcript.language, phonemes)
+    return speech, [(0.0, audio.duration_s + 1.0, request.emotion)]
 
 
 def render_video(
@@ -150,7 +172,7 @@ def render_video(
             assembled = speech_from_text(request, engines, progress)
             speech, spans = assembled.speech, assembled.emotion_spans
         else:
-            speech, spans = speech_from_audio(request)
+            speech, spans = speech_from_audio(request, engines)
         weights = renderer.plan(speech, spans)
         total = len(weights)
 
