@@ -103,11 +103,12 @@ class DeformationBasis:
         g = self.g
         x, y = g.mouth.to_local(points)
         half_w = 0.5 * g.mouth_width_px
-        _, _, line = self._lip_line(x)
+        upper, lower, line = self._lip_line(x)
         outside = np.maximum(np.abs(x) - 0.8 * half_w, 0.0)
-        # Between the lips the boundary is ~1.5% of face height; it widens past the corners so the
-        # cheeks stretch instead of tearing.
-        eps = 0.008 * g.face_height_px + 0.9 * outside
+        # Between closed lips the boundary is sharp (~1% of face height); where the photo's lips
+        # are parted it spans the visible inside, which then stretches instead of repeating; past
+        # the corners it widens so the cheeks stretch instead of tearing.
+        eps = np.maximum(0.008 * g.face_height_px, 0.5 * (lower - upper)) + 0.9 * outside
         below = _smoothstep(0.5 + (y - line) / (2.0 * eps))
         return x, y, below
 

@@ -39,6 +39,8 @@ class InnerMouthPainter:
         gray = np.full(3, float(skin.mean()), np.float32)
         self.teeth_bgr = np.clip((0.45 * skin + 0.55 * gray) * 1.08 + 8.0, 0, 235).astype(np.float32)
         self.geometry = geometry
+        self.enabled = True
+        self.photo_gap_px = 0.0  # lips already parted in the photo: paint only beyond that opening
 
     def paint(self, image: np.ndarray, moved_landmarks: np.ndarray) -> np.ndarray:
         """Paint in place over the opening between the moved inner lips; returns the image."""
@@ -48,7 +50,12 @@ class InnerMouthPainter:
         ux, uy = g.mouth.to_local(upper)
         lx, ly = g.mouth.to_local(lower)
         gap_px = float(np.max(ly - uy))
-        if gap_px < 0.8:
+        if gap_px < 0.8 or not self.enabled:
+            return image
+        # Where the photo already shows a little of the inside, the stretched original is right
+        # for small openings; the painted cavity fades in as the mouth opens beyond it.
+        fade_in = float(np.clip((gap_px - 1.2 * self.photo_gap_px) / (0.8 * self.photo_gap_px + 1.0), 0, 1))
+        if fade_in <= 0:
             return image
         polygon = np.concatenate([upper, lower[::-1]])
         x0, y0 = np.floor(polygon.min(axis=0)).astype(int) - 2
@@ -91,7 +98,7 @@ class InnerMouthPainter:
             tongue = np.clip(1.0 - ((px / (0.5 * half_w)) ** 2 + ((depth - 1.0) / 0.45) ** 2), 0, 1)
             tongue *= 1.0 - low
             color = color * (1 - 0.7 * tongue[:, None]) + self.tongue_bgr * (0.7 * tongue[:, None])
-        alpha = (inside * corner_fade).reshape(y1 - y0, x1 - x0, 1)
+        alpha = (fade_in * inside * corner_fade).reshape(y1 - y0, x1 - x0, 1)
         region = image[y0:y1, x0:x1].astype(np.float32)
         painted = region * (1 - alpha) + color.reshape(y1 - y0, x1 - x0, 3) * alpha
         image[y0:y1, x0:x1] = np.clip(painted + 0.5, 0, 255).astype(np.uint8)

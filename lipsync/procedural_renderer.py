@@ -22,6 +22,8 @@ from lipsync.inner_mouth import InnerMouthPainter
 from lipsync.mouth_track import MouthTrack, loudness_openness, track_from_audio, track_from_phonemes
 
 DEFAULT_FPS = 25
+PHOTO_OPEN_GAP = 0.012  # inner-lip gap / face height above which the photo mouth counts as open
+PHOTO_TEETH_GAP = 0.03  # ... and above which it shows teeth (a broad smile)
 
 EmotionSpans = list[tuple[float, float, str]]
 
@@ -37,9 +39,15 @@ class ProceduralRenderer:
         self.painter = InnerMouthPainter(assets.image_bgr, self.warper.geometry)
         geometry = self.warper.geometry
         lm = geometry.landmarks
-        gap_px = (lm[fm.INNER_LIP_MID_LOWER] - lm[fm.INNER_LIP_MID_UPPER]) @ geometry.mouth.v
-        # A photo taken mid-word shows parted lips: then silence must actively press them shut.
-        self.photo_mouth_open = bool(gap_px > 0.012 * geometry.face_height_px)
+        gap_px = float((lm[fm.INNER_LIP_MID_LOWER] - lm[fm.INNER_LIP_MID_UPPER]) @ geometry.mouth.v)
+        gap_fraction = gap_px / geometry.face_height_px
+        # A photo taken mid-word shows slightly parted lips: silence must press them shut. A broad
+        # smile showing teeth is different: squashing real teeth looks worse than keeping them, so
+        # its rest pose is the photo's own mouth and opening stretches the real teeth and cavity.
+        self.photo_shows_teeth = bool(gap_fraction > PHOTO_TEETH_GAP)
+        self.photo_mouth_open = bool(gap_fraction > PHOTO_OPEN_GAP) and not self.photo_shows_teeth
+        self.painter.enabled = not self.photo_shows_teeth
+        self.painter.photo_gap_px = max(gap_px, 0.0)
         self.photo_smile = float(assets.neutral_estimate["smile"])
 
     @property
