@@ -61,9 +61,9 @@ def assemble_speech(
         pcm = speech.audio.pcm.astype(np.float32)
         if speech.audio.sample_rate_hz != rate_hz:
             pcm = resample(pcm, speech.audio.sample_rate_hz, rate_hz)
-        if segment is not last_segment:
-            if last_segment is not None:
-                spans.append((span_start_s, cursor / rate_hz, last_segment.emotion))
+        if segment is not last_segment and last_segment is not None:
+            # The first expression already shows during the lead-in, so spans tile the clip.
+            spans.append((span_start_s, cursor / rate_hz, last_segment.emotion))
             span_start_s = cursor / rate_hz
         offset_s = cursor / rate_hz
         phonemes.extend(

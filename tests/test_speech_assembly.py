@@ -1,0 +1,73 @@
+"""Sentences synthesized separately are joined on one clock: exact offsets, spans and pauses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from avatar.speech_assembly import LEAD_IN_S, SENTENCE_GAP_S, TAIL_S, assemble_speech
+from avatar.types import AudioChunk, PhonemeTiming, Speech, TextSegment
+
+RATE = 16000
+
+
+def fake_tts(sentence: str) -> Speech:
+    """0.1 s of audio per word, one phoneme per word spanning it."""
+    words = sentence.split()
+    pcm = np.full(int(0.1 * RATE) * len(words), 0.5, np.float32)
+    phonemes = tuple(PhonemeTiming(w[0], 0.1 * i, 0.1 * (i + 1)) for i, w in enumerate(words))
+    return Speech(AudioChunk(pcm, RATE), sentence, "en", phonemes)
+
+
+def split(text: str) -> list[str]:
+    return [s.strip() + "." for s in text.split(".") if s.strip()]
+
+
+def no_resample(pcm, from_hz, to_hz):
+    raise AssertionError("all pieces share one rate")
+
+
+def test_offsets_pauses_and_emotion_spans_are_exact():
+    segments = [
+        TextSegment("one two. three.", "neutral", pause_after_s=0.5),
+        TextSegment("four five six.", "happy"),
+    ]
+    assembled = assemble_speech(segments, fake_tts, split, no_resample)
+    speech = assembled.speech
+    starts = [p.start_s for p in speech.phonemes]
+    # lead-in, "one two." (0.2 s), gap, "three." (0.1 s), 0.5 s pause, "four five six."
+    first = LEAD_IN_S
+    second = first + 0.2 + SENTENCE_GAP_S
+    third = second + 0.1 + 0.5
+    assert starts == pytest.approx([first, first + 0.1, second, third, third + 0.1, third + 0.2])
+    total_s = third + 0.3 + SENTENCE_GAP_S + TAIL_S
+    assert len(speech.audio.pcm) == pytest.approx(total_s * RATE, abs=3)
+    assert assembled.emotion_spans == [
+        (0.0, pytest.approx(third), "neutral"),
+        (pytest.approx(third), pytest.approx(len(speech.audio.pcm) / RATE), "happy"),
+    ]
+    # audio is silent exactly where no sentence plays
+    assert np.all(speech.audio.pcm[: int(LEAD_IN_S * RATE)] == 0)
+    assert speech.audio.pcm[int((first + 0.05) * RATE)] == 0.5
+
+
+def test_pieces_at_other_rates_are_resampled_and_timing_kept():
+    calls = []
+
+    def mixed_tts(sentence: str) -> Speech:
+        speech = fake_tts(sentence)
+        if sentence.startswith("b"):
+            pcm = np.full(int(0.1 * 24000), 0.5, np.float32)
+            return Speech(AudioChunk(pcm, 24000), sentence, "zh", speech.phonemes)
+        return speech
+
+    def resample(pcm, from_hz, to_hz):
+        calls.append((from_hz, to_hz))
+        return np.interp(
+            np.arange(int(len(pcm) * to_hz / from_hz)) * from_hz / to_hz, np.arange(len(pcm)), pcm
+        )
+
+    assembled = assemble_speech([TextSegment("a. b.")], mixed_tts, split, resample)
+    assert calls == [(24000, RATE)]
+    assert assembled.speech.audio.sample_rate_hz == RATE
+    assert assembled.speech.phonemes[1].start_s == pytest.approx(LEAD_IN_S + 0.1 + SENTENCE_GAP_S)
