@@ -22,7 +22,7 @@ class RenderEngines:
 
     def __init__(self, cache_dir: Path | None = None) -> None:
         self.cache_dir = cache_dir
-        self._tts: dict[str, object] = {}
+        self._tts = None
         self._profiles: dict[tuple[str, float], object] = {}
         self._renderers: dict[tuple, object] = {}
         self._landmarker = None
@@ -51,11 +51,11 @@ class RenderEngines:
         return self._landmarker
 
     def tts(self, language: str):
-        if language not in self._tts:
-            from voices.tts_select import create_tts
+        if self._tts is None:
+            from voices.tts_select import TTSSelector
 
-            self._tts[language] = create_tts(language)
-        return self._tts[language]
+            self._tts = TTSSelector()
+        return self._tts.get(language)
 
     def voice_profile(self, sample_path: Path):
         key = (str(Path(sample_path).resolve()), Path(sample_path).stat().st_mtime)
@@ -82,11 +82,9 @@ class RenderEngines:
         return self._renderers[key]
 
     def close(self) -> None:
-        for engine in self._tts.values():
-            close = getattr(engine, "close", None)
-            if close is not None:
-                close()
-        self._tts.clear()
+        if self._tts is not None:
+            self._tts.close()
+            self._tts = None
         if self._landmarker is not None:
             self._landmarker.close()
             self._landmarker = None
@@ -116,11 +114,10 @@ def validate_request(request: RenderRequest) -> None:
 
 
 def speech_from_text(request: RenderRequest, engines: RenderEngines, progress: ProgressFn | None):
-    from voices.language import detect_language
-
     from avatar.audio_io import resample
     from avatar.speech_assembly import assemble_speech
     from avatar.text_script import parse_script, split_sentences
+    from voices.language import detect_language
 
     segments = parse_script(request.text, default_emotion=request.emotion)
     profile = engines.voice_profile(request.voice_sample_path) if request.voice_sample_path else None

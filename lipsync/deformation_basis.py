@@ -120,7 +120,7 @@ class DeformationBasis:
         # The jaw drops as a block, but the lower lip is elastic: pinned at the corners, it opens
         # into a lens shape, so close to the lip line the drop follows a profile across the mouth.
         jaw = _gauss(np.maximum(np.abs(x) - 0.5 * half_w, 0.0) ** 2, 0.38 * g.face_width_px)
-        lip = np.clip(1.0 - (np.abs(x) / (1.05 * half_w)) ** 2, 0.0, 1.0) ** 0.7
+        lip = np.clip(1.0 - (np.abs(x) / half_w) ** 2, 0.0, 1.0)
         depth = _smoothstep((y - line) / (0.14 * g.face_height_px))
         lateral = lip * (1.0 - depth) + jaw * depth
         under_chin = np.maximum(y - self._chin_v, 0.0)

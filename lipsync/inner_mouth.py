@@ -72,7 +72,8 @@ class InnerMouthPainter:
         span = np.maximum(bottom - top, 1e-3)
         # Anti-aliased inside test: within one pixel of either lip edge the coverage ramps.
         inside = np.clip(py - top + 0.5, 0, 1) * np.clip(bottom - py + 0.5, 0, 1)
-        half_w = 0.5 * g.mouth_width_px
+        # The moved corners, not the photo's: a smile widens the opening.
+        half_w = float(max(np.abs(ux).max(), np.abs(lx).max(), 1.0))
         corner_fade = np.clip((half_w * 0.98 - np.abs(px)) / (0.15 * half_w), 0, 1)
         inside *= np.clip(span / 1.5, 0, 1)
         depth = (py - top) / span  # 0 at the upper lip, 1 at the lower lip
@@ -83,10 +84,10 @@ class InnerMouthPainter:
         # Upper teeth: a band under the upper lip, as tall as the opening allows.
         teeth_h = min(0.4 * gap_px, 0.075 * g.mouth_width_px)
         teeth = _smoothstep((teeth_h - (py - top)) / 2.0 + 0.5) * _smoothstep(
-            (0.62 * half_w - np.abs(px)) / (0.2 * half_w)
+            (0.75 * half_w - np.abs(px)) / (0.25 * half_w)
         )
         lip_shadow = 0.7 + 0.3 * _smoothstep((py - top) / max(0.5 * teeth_h, 1.0))
-        teeth_shade = (0.75 + 0.25 * np.clip(1.0 - np.abs(px) / (0.62 * half_w), 0, 1)) * lip_shadow
+        teeth_shade = (0.75 + 0.25 * np.clip(1.0 - np.abs(px) / (0.75 * half_w), 0, 1)) * lip_shadow
         color = color * (1 - teeth[:, None]) + (self.teeth_bgr * teeth_shade[:, None]) * teeth[:, None]
         # Lower teeth and tongue only show when the mouth is well open.
         if gap_px > 0.12 * g.mouth_width_px:
