@@ -96,6 +96,19 @@ def validate_request(request: RenderRequest) -> None:
         raise InputError("give either --text or --audio (exactly one)")
     if request.text is not None and not request.text.strip():
         raise InputError("the text is empty", "give the words the avatar should say")
+    if request.text is not None:
+        from avatar.text_script import parse_script
+
+        parse_script(request.text, default_emotion=request.emotion)  # unknown tags, over-long text
+    photo = Path(request.photo_path)
+    if not photo.is_file():
+        raise InputError(
+            f"photo not found: {photo}" if not photo.exists() else f"photo path is not a file: {photo}"
+        )
+    if request.audio_path is not None and not Path(request.audio_path).is_file():
+        raise InputError(f"audio file not found: {request.audio_path}")
+    if request.voice_sample_path is not None and not Path(request.voice_sample_path).is_file():
+        raise InputError(f"voice sample not found: {request.voice_sample_path}")
     if request.emotion not in EMOTIONS:
         raise InputError(f"unknown emotion '{request.emotion}'", f"use one of: {', '.join(EMOTIONS)}")
     if request.language not in (None, "en", "zh"):

@@ -48,6 +48,12 @@ def assemble_speech(
         pieces.append(np.zeros(count, np.float32))
         cursor += count
 
+    # A pause before any words (e.g. "[pause 1s] Hello") lengthens the lead-in.
+    leading_pause_s = 0.0
+    for seg in segments:
+        if seg.text.strip():
+            break
+        leading_pause_s += seg.pause_after_s
     languages: list[str] = []
     last_segment: TextSegment | None = None
     span_start_s = 0.0
@@ -57,7 +63,7 @@ def assemble_speech(
             speech = transform(speech)
         if rate_hz is None:
             rate_hz = speech.audio.sample_rate_hz
-            silence(LEAD_IN_S)
+            silence(LEAD_IN_S + leading_pause_s)
         pcm = speech.audio.pcm.astype(np.float32)
         if speech.audio.sample_rate_hz != rate_hz:
             pcm = resample(pcm, speech.audio.sample_rate_hz, rate_hz)

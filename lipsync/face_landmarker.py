@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from avatar.errors import EngineUnavailable
+from avatar.native_logs import native_stderr_silenced
 
 MAX_FACES = 6
 
@@ -76,7 +77,12 @@ class FaceLandmarker:
             min_face_detection_confidence=0.5,
             min_face_presence_confidence=0.5,
         )
-        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        with native_stderr_silenced():
+            self._landmarker = vision.FaceLandmarker.create_from_options(options)
+            # The first inference prints the delegate banners; run it while silenced.
+            self._landmarker.detect(
+                mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((64, 64, 3), np.uint8))
+            )
 
     def detect(self, image_bgr: np.ndarray) -> list[DetectedFace]:
         """All faces in the image, largest first."""

@@ -71,3 +71,9 @@ def test_pieces_at_other_rates_are_resampled_and_timing_kept():
     assert calls == [(24000, RATE)]
     assert assembled.speech.audio.sample_rate_hz == RATE
     assert assembled.speech.phonemes[1].start_s == pytest.approx(LEAD_IN_S + 0.1 + SENTENCE_GAP_S)
+
+
+def test_leading_pause_lengthens_the_lead_in():
+    segments = [TextSegment("", "neutral", pause_after_s=1.0), TextSegment("hello.", "happy")]
+    assembled = assemble_speech(segments, fake_tts, split, no_resample)
+    assert assembled.speech.phonemes[0].start_s == pytest.approx(LEAD_IN_S + 1.0)
