@@ -45,6 +45,12 @@ def _build_parser() -> argparse.ArgumentParser:
     source.add_argument("--text", help="what to say; inline tags like [happy], [sad], [pause 0.5s]")
     source.add_argument("--text-file", type=Path, help="read the text from a UTF-8 file")
     source.add_argument("--audio", type=Path, help="lip-sync this recording instead of synthesizing speech")
+    render.add_argument(
+        "--audio-timing",
+        choices=("loudness", "asr"),
+        default="loudness",
+        help="with --audio: mouth from loudness (default) or also from ASR word timing + phonemes",
+    )
     render.add_argument("--voice", type=Path, help="3-30 s recording: match the synthetic voice to it (DSP)")
     render.add_argument(
         "--emotion", default="neutral", choices=EMOTIONS, help="expression where no tag is given"
@@ -132,6 +138,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         language=args.lang,
         size_px=args.size,
         face_index=args.face,
+        audio_timing=args.audio_timing,
     )
     progress, close = _progress_bar(args.quiet)
     try:

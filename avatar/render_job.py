@@ -109,6 +109,8 @@ def validate_request(request: RenderRequest) -> None:
         raise InputError(f"audio file not found: {request.audio_path}")
     if request.voice_sample_path is not None and not Path(request.voice_sample_path).is_file():
         raise InputError(f"voice sample not found: {request.voice_sample_path}")
+    if request.audio_timing not in ("loudness", "asr"):
+        raise InputError(f"unknown audio timing '{request.audio_timing}'", "use loudness or asr")
     if request.emotion not in EMOTIONS:
         raise InputError(f"unknown emotion '{request.emotion}'", f"use one of: {', '.join(EMOTIONS)}")
     if request.language not in (None, "en", "zh"):
@@ -156,14 +158,16 @@ def speech_from_text(request: RenderRequest, engines: RenderEngines, progress: P
 def speech_from_audio(
     request: RenderRequest, engines: RenderEngines
 ) -> tuple[Speech, list[tuple[float, float, str]]]:
-    """Recorded speech, with phoneme timing from ASR word timestamps so lips close on p/b/m."""
+    """Recorded speech; optionally with phoneme timing from ASR word timestamps + g2p."""
     from avatar.audio_io import load_audio
 
     audio = load_audio(request.audio_path, sample_rate_hz=24000)
+    spans = [(0.0, audio.duration_s + 1.0, request.emotion)]
+    if request.audio_timing == "loudness":
+        return Speech(audio), spans
     transcript, words = engines.asr().transcribe_words(audio, language=request.language)
-    phonemes = engines.phonemizer().phonemes(words, transcript.language)
-    speech = Speech(audio, transcript.text, transcript.language, phonemes)
-    return speech, [(0.0, audio.duration_s + 1.0, request.emotion)]
+    phonemes = engines.phonemizer().phonemes(words, transcript.language, audio)
+    return Speech(audio, transcript.text, transcript.language, phonemes), spans
 
 
 def render_video(

@@ -26,6 +26,9 @@ class RenderRequest:
     language: str | None = None  # "en" / "zh"; None = detect from the text
     size_px: int | None = None  # longest side of the output; None = keep the photo's size
     face_index: int | None = None  # which face when the photo has several (0 = largest)
+    # Recorded audio: "loudness" drives the mouth from the signal; "asr" adds phoneme timing from
+    # Whisper word timestamps + g2p (measured no better on GRID clips yet: see docs/measurements).
+    audio_timing: str = "loudness"
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ def main() -> int:
             transcript, words = asr.transcribe_words(audio, language="en")
             drivers = {
                 "loudness only": Speech(audio),
-                "ASR words + g2p": Speech(audio, phonemes=phonemizer.phonemes(words, "en")),
+                "ASR words + g2p": Speech(audio, phonemes=phonemizer.phonemes(words, "en", audio)),
             }
             for driver, speech in drivers.items():
                 rendered, _ = measure_frames((renderer.draw(w) for w in renderer.plan(speech)), landmarker)
