@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   avatar render --photo me.jpg --text "你好，欢迎光临。" --voice my_voice.wav -o zh.mp4
   avatar batch jobs.csv --out-dir videos/ --jobs 2
   avatar transcribe speech.wav
+  avatar voice-profile my_voice.wav -o me.voice.json
 """
 
 
@@ -51,7 +52,11 @@ def _build_parser() -> argparse.ArgumentParser:
         default="loudness",
         help="with --audio: mouth from loudness (default) or also from ASR word timing + phonemes",
     )
-    render.add_argument("--voice", type=Path, help="3-30 s recording: match the synthetic voice to it (DSP)")
+    render.add_argument(
+        "--voice",
+        type=Path,
+        help="3-30 s recording (or a saved .json voice profile): match the synthetic voice to it (DSP)",
+    )
     render.add_argument(
         "--emotion", default="neutral", choices=EMOTIONS, help="expression where no tag is given"
     )
@@ -79,6 +84,13 @@ def _build_parser() -> argparse.ArgumentParser:
     transcribe = sub.add_parser("transcribe", help="speech to text with the embedded Whisper model")
     transcribe.add_argument("file", type=Path, help="audio file (any format ffmpeg reads)")
     transcribe.add_argument("--lang", help="language hint, e.g. en or zh (default: detect)")
+
+    voice = sub.add_parser(
+        "voice-profile", help="analyse a 3-30 s recording into a reusable voice profile (DSP voice matching)"
+    )
+    voice.add_argument("sample", type=Path, help="recording of the target speaker, 3-30 s")
+    voice.add_argument("-o", "--output", type=Path, help="profile file (default: SAMPLE.voice.json)")
+    voice.add_argument("--name", help="profile name (default: the sample's file name)")
 
     preview = sub.add_parser("preview", help="draw the detected face and landmarks on the photo (PNG)")
     preview.add_argument("--photo", required=True, type=Path)
@@ -173,6 +185,21 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_voice_profile(args: argparse.Namespace) -> int:
+    from voices.voice_profile import build_voice_profile
+
+    profile = build_voice_profile(args.sample, name=args.name or args.sample.stem)
+    output = args.output or args.sample.with_suffix(".voice.json")
+    profile.save(output)
+    for warning in profile.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(
+        f"wrote {output}: median pitch {profile.f0.median_f0_hz:.0f} Hz, "
+        f"vocal tract ~{profile.envelope.vocal_tract_length_cm:.1f} cm, from {profile.sample_duration_s:.1f} s of speech"
+    )
+    return 0
+
+
 def _cmd_preview(args: argparse.Namespace) -> int:
     from lipsync.avatar_assets import prepare_avatar
     from lipsync.preview import draw_preview
@@ -197,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         "render": _cmd_render,
         "batch": _cmd_batch,
         "transcribe": _cmd_transcribe,
+        "voice-profile": _cmd_voice_profile,
         "preview": _cmd_preview,
     }
     if args.command not in commands:

@@ -60,9 +60,14 @@ class RenderEngines:
     def voice_profile(self, sample_path: Path):
         key = (str(Path(sample_path).resolve()), Path(sample_path).stat().st_mtime)
         if key not in self._profiles:
-            from voices.voice_profile import build_voice_profile
+            from voices.voice_profile import VoiceProfile, build_voice_profile
 
-            self._profiles[key] = build_voice_profile(Path(sample_path), name=Path(sample_path).stem)
+            path = Path(sample_path)
+            # A saved profile (avatar voice-profile) is reused as is; a recording is analysed.
+            if path.suffix.lower() == ".json":
+                self._profiles[key] = VoiceProfile.load(path)
+            else:
+                self._profiles[key] = build_voice_profile(path, name=path.stem)
         return self._profiles[key]
 
     def renderer(self, photo_path: Path, size_px: int | None, face_index: int | None):

@@ -48,7 +48,11 @@ class FaceWarper:
         """The whole photo with the head region deformed; the background stays untouched."""
         import cv2
 
-        field = (weights.astype(np.float32) @ self._fields).reshape(*self._shape, 2)
+        # Most bases are idle in any one frame (no blink, no brow motion): skip their rows.
+        active = np.flatnonzero(np.abs(weights) > 1e-4)
+        if len(active) == 0:
+            return self.image.copy()
+        field = (weights[active].astype(np.float32) @ self._fields[active]).reshape(*self._shape, 2)
         # Backward map: the output pixel p shows the source at p - d(p), refined once so large
         # displacements (an open jaw) land where the forward field sends them.
         map_x = self._grid_x - field[..., 0]
