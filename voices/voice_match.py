@@ -210,3 +210,16 @@ def _limiter_gain(signal: np.ndarray, half_window: int) -> np.ndarray:
     half_average = max(1, half_window // 2)
     kernel = np.ones(2 * half_average + 1) / (2 * half_average + 1)
     return np.convolve(np.pad(floor, half_average, mode="edge"), kernel, mode="valid")
+
+
+class VoiceMatchedTTS:
+    """Wraps any TTS so every utterance comes out matched toward one voice profile."""
+
+    def __init__(self, tts, profile: VoiceProfile, strength: float = 1.0) -> None:
+        self.tts = tts
+        self.profile = profile
+        self.strength = strength
+        self.language = getattr(tts, "language", "")
+
+    def synthesize(self, text: str) -> Speech:
+        return match_voice(self.tts.synthesize(text), self.profile, strength=self.strength)
