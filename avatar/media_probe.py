@@ -8,7 +8,6 @@ can compare pixels and samples with what was written.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.errors import EngineUnavailable, InputError
+from avatar.errors import InputError
+from avatar.system_tools import require_tool
 from avatar.types import AudioChunk
 
 
@@ -48,15 +48,6 @@ class MediaInfo:
 
     def of_kind(self, kind: str) -> list[StreamInfo]:
         return [stream for stream in self.streams if stream.kind == kind]
-
-
-def _find_ffprobe() -> str:
-    path = shutil.which("ffprobe")
-    if path is None:
-        raise EngineUnavailable(
-            "ffprobe is not installed", "install it with `sudo apt-get install ffmpeg` or run `make setup`"
-        )
-    return path
 
 
 def _check_readable(path: Path) -> None:
@@ -108,7 +99,7 @@ def probe_media(path: Path | str, decode_frames: bool = False) -> MediaInfo:
     path = Path(path)
     _check_readable(path)
     command = [
-        _find_ffprobe(),
+        require_tool("ffprobe"),
         "-v",
         "error",
         "-print_format",

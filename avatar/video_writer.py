@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable
@@ -30,8 +29,9 @@ from types import TracebackType
 
 import numpy as np
 
-from avatar.errors import AvatarError, EngineUnavailable, InputError
+from avatar.errors import AvatarError, InputError
 from avatar.render_request import FRAME_RATE_FPS
+from avatar.system_tools import require_tool
 from avatar.types import AudioChunk
 
 AAC_SAMPLE_RATE_HZ = 48000
@@ -58,12 +58,7 @@ class WrittenMp4:
 
 def find_ffmpeg() -> str:
     """Path of the ffmpeg binary, or a one-line EngineUnavailable naming the fix."""
-    path = shutil.which("ffmpeg")
-    if path is None:
-        raise EngineUnavailable(
-            "ffmpeg is not installed", "install it with `sudo apt-get install ffmpeg` or run `make setup`"
-        )
-    return path
+    return require_tool("ffmpeg")
 
 
 def check_output_path(out_path: Path) -> None:

@@ -10,8 +10,6 @@ timing (as in `avatar batch` and the server); the cold first-job time is reporte
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -39,18 +37,6 @@ def square_photo(size_px: int, folder: Path) -> Path:
     return path
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -59,10 +45,12 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     args = parser.parse_args()
 
+    from machine_info import describe_machine
+
     from avatar.render_job import RenderEngines, render_video
     from avatar.render_request import RenderRequest
 
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -17,19 +17,12 @@ import sys
 import time
 from pathlib import Path
 
+from machine_info import cpu_model  # bench/ is on sys.path when a bench runs as a script
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avatar.asr_whisper import WhisperASR
 from voices.intelligibility import ENGLISH_SENTENCES, MANDARIN_SENTENCES, measure
-
-
-def cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def section(title: str, unit: str, rows, overall: float) -> list[str]:

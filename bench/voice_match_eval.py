@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from machine_info import cpu_model  # bench/ is on sys.path when a bench runs as a script
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,15 +49,6 @@ class ReferenceResult:
     similarity_vocoder_only: float
     similarity_matched: float
     wer_matched: float
-
-
-def cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def main() -> int:

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from avatar.errors import InputError
+from avatar.storage import cache_root
+from lipsync.face_landmarker import landmark_box
 
 CACHE_VERSION = 1
 MIN_FACE_HEIGHT_PX = 64
@@ -39,13 +41,7 @@ class AvatarAssets:
 
     @property
     def face_box_xyxy(self) -> tuple[float, float, float, float]:
-        xy = self.landmarks_px[:, :2]
-        return (
-            float(xy[:, 0].min()),
-            float(xy[:, 1].min()),
-            float(xy[:, 0].max()),
-            float(xy[:, 1].max()),
-        )
+        return landmark_box(self.landmarks_px)
 
     @property
     def neutral_estimate(self) -> dict[str, float]:
@@ -60,8 +56,7 @@ class AvatarAssets:
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("AVATAR_CACHE_DIR")
-    return Path(root) if root else Path.home() / ".cache" / "talking-avatar"
+    return cache_root()
 
 
 def read_photo(photo_path: Path) -> np.ndarray:

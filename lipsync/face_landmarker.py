@@ -17,6 +17,12 @@ from avatar.native_logs import native_stderr_silenced
 MAX_FACES = 6
 
 
+def landmark_box(landmarks_px: np.ndarray) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) around the landmarks: the face box, forehead to chin."""
+    xy = landmarks_px[:, :2]
+    return (float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()), float(xy[:, 1].max()))
+
+
 @dataclass(frozen=True)
 class DetectedFace:
     """One face: 478 landmarks in pixels (x, y, z·width) and the 52 blendshape scores."""
@@ -26,13 +32,7 @@ class DetectedFace:
 
     @property
     def box_xyxy(self) -> tuple[float, float, float, float]:
-        xy = self.landmarks_px[:, :2]
-        return (
-            float(xy[:, 0].min()),
-            float(xy[:, 1].min()),
-            float(xy[:, 0].max()),
-            float(xy[:, 1].max()),
-        )
+        return landmark_box(self.landmarks_px)
 
     @property
     def area_px(self) -> float:

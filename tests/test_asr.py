@@ -18,6 +18,7 @@ from avatar.asr_whisper import (
 )
 from avatar.audio_io import load_audio
 from avatar.errors import EngineUnavailable, InputError
+from avatar.storage import sha256_file
 from avatar.text_metrics import cer, wer
 from avatar.types import AudioChunk
 
@@ -60,7 +61,7 @@ def test_damaged_cache_is_rebuilt(tmp_path):
     assemble_whisper_base(tmp_path)
     assert model_bin.stat().st_size == MODEL_BIN_SIZE_BYTES
     (tmp_path / "whisper-base" / "model.bin.sha256").write_text("0" * 64)
-    assert asr_whisper._sha256_file(assemble_whisper_base(tmp_path) / "model.bin") == MODEL_BIN_SHA256
+    assert sha256_file(assemble_whisper_base(tmp_path) / "model.bin") == MODEL_BIN_SHA256
 
 
 def test_cache_dir_from_environment(monkeypatch, tmp_path):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from avatar.errors import InputError
+from avatar.storage import sha256_file, write_text_atomically
 from avatar.types import AudioChunk
 from voices.voice_analysis import EnvelopeStats, F0Stats, analyze_reference
 
@@ -82,17 +81,7 @@ class VoiceProfile:
         if not path.parent.is_dir():
             raise InputError(f"folder does not exist: {path.parent}", "create it first")
         text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
-        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as temp_file:
-                temp_file.write(text)
-                temp_file.flush()
-                os.fsync(temp_file.fileno())
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
-        return path
+        return write_text_atomically(path, text)
 
     @classmethod
     def load(cls, path: str | Path) -> VoiceProfile:
@@ -122,7 +111,7 @@ def build_voice_profile(sample: str | Path | AudioChunk, name: str) -> VoiceProf
         from avatar.audio_io import load_audio
 
         chunk = load_audio(sample)
-        digest = _sha256_file(Path(sample))
+        digest = sha256_file(Path(sample))
     analysis = analyze_reference(chunk)
     return VoiceProfile(
         name=name.strip(),
@@ -133,11 +122,3 @@ def build_voice_profile(sample: str | Path | AudioChunk, name: str) -> VoiceProf
         sample_duration_s=round(analysis.duration_s, 3),
         warnings=analysis.warnings,
     )
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -1,0 +1,39 @@
+"""Where the toolkit keeps its caches, and how files are written so a crash never leaves half a file."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    """`$AVATAR_CACHE_DIR`, else `~/.cache/talking-avatar`: prepared avatars, reassembled models."""
+    root = os.environ.get("AVATAR_CACHE_DIR")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "talking-avatar"
+
+
+def write_text_atomically(path: Path, text: str) -> Path:
+    """Write beside the target, fsync, then rename over it; readers see the old or the new file."""
+    path = Path(path)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as temp_file:
+            temp_file.write(text)
+            temp_file.flush()
+            os.fsync(temp_file.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (model weights are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
