@@ -15,6 +15,7 @@ from lipsync.audio_features import FrameFeatures
 from lipsync.visemes import REST, Viseme, viseme_for_phoneme, visemes_for_pinyin
 
 FINE_RATE_HZ = 200  # resolution of the phoneme timeline before sampling at the video rate
+ANTICIPATION_S = 0.03
 SPEECH_RANGE_DB = 30.0  # below the recording's loud-speech level by this much = mouth closed
 GATE_DB = 36.0  # frames this far below loud speech (or under -50 dBFS) are silence
 
@@ -113,7 +114,10 @@ def track_from_phonemes(phonemes: tuple[PhonemeTiming, ...], features: FrameFeat
         ],
         axis=1,
     )
-    centres = np.minimum(((np.arange(n_frames) + 0.5) / fps * FINE_RATE_HZ).astype(int), len(smoothed) - 1)
+    # Lips move slightly before the sound they shape (articulation leads acoustics), so each
+    # frame shows the shape due a little after its centre.
+    centres_s = (np.arange(n_frames) + 0.5) / fps + ANTICIPATION_S
+    centres = np.minimum((centres_s * FINE_RATE_HZ).astype(int), len(smoothed) - 1)
     at_frames = smoothed[centres]
     env = loudness_openness(features)
     speaking = _smooth3((env > 0).astype(np.float32))
