@@ -4,7 +4,8 @@
 
 Renders the sample text once per emotion, measures the mouth opening of every frame with the
 face landmarker, and saves face crops of the most closed and the most open frame of each emotion:
-`frames_<emotion>.png` and the 2x2 `demo_frames.png` (neutral/happy x closed/open).
+the 2x2 `demo_frames.png` (neutral/happy x closed/open, eyes open) and `emotions_open.png`
+(every emotion, mouth open).
 """
 
 from __future__ import annotations
@@ -55,15 +56,17 @@ def main() -> int:
                     RenderRequest(args.photo, video, text=TEXT, emotion=emotion, size_px=512), engines
                 )
                 frames = list(read_video_frames(video))
-                openings, _ = measure_frames(frames, landmarker)
+                openings, shapes = measure_frames(frames, landmarker)
+                blink = np.array([s.get("eyeBlinkLeft", 1) + s.get("eyeBlinkRight", 1) for s in shapes])
                 if box is None:  # one crop box for all emotions so the pictures line up
                     box = tuple(int(v) for v in landmarker.detect(frames[0])[0].box_xyxy)
                 settled = np.arange(len(frames)) > 15  # after the expression has blended in
-                closed = int(np.nanargmin(np.where(settled, openings, np.inf)))
+                # Of the frames with the mouth shut, the one with the eyes most open.
+                shut = settled & (openings < np.nanmin(openings[settled]) + 0.004)
+                closed = int(np.argmin(np.where(shut, blink, np.inf)))
                 opened = int(np.nanargmax(np.where(settled, openings, -np.inf)))
                 pair = [crop_face(frames[closed], box), crop_face(frames[opened], box)]
                 pairs[emotion] = pair
-                cv2.imwrite(str(args.out / f"frames_{emotion}.png"), np.hstack(pair))
                 print(
                     f"{emotion}: closed frame {closed} (opening {openings[closed]:.3f}), open frame {opened} ({openings[opened]:.3f})"
                 )
