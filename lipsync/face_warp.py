@@ -14,6 +14,8 @@ from lipsync.avatar_assets import AvatarAssets
 from lipsync.deformation_basis import BASIS_NAMES, DeformationBasis
 from lipsync.face_geometry import FaceGeometry
 
+COARSE_FIELD_ABOVE_PX = 250_000  # head regions larger than this (about 500x500) use half-resolution fields
+
 
 class FaceWarper:
     """Holds the sampled bases for one avatar and applies weight vectors to the photo."""
@@ -25,10 +27,18 @@ class FaceWarper:
         x0, y0, x1, y1 = self.geometry.head_box_xyxy(assets.size_wh)
         self.box = (x0, y0, x1, y1)
         ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-        grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
         self._grid_x = xs
         self._grid_y = ys
         self._shape = xs.shape
+        # The fields are smooth, so large heads sample them every other pixel and upsample per
+        # frame: a quarter of the blending work for 1024 px photos, no visible difference.
+        self._field_step = 2 if xs.size > COARSE_FIELD_ABOVE_PX else 1
+        step = self._field_step
+        coarse_y = y0 + 0.5 * (step - 1) + step * np.arange(int(np.ceil((y1 - y0) / step)), dtype=np.float32)
+        coarse_x = x0 + 0.5 * (step - 1) + step * np.arange(int(np.ceil((x1 - x0) / step)), dtype=np.float32)
+        cys, cxs = np.meshgrid(coarse_y, coarse_x, indexing="ij")
+        self._coarse_shape = cxs.shape
+        grid = np.stack([cxs.ravel(), cys.ravel()], axis=1)
         self._fields = np.stack([basis.evaluate(name, grid).reshape(-1) for name in BASIS_NAMES])
         landmarks = self.geometry.landmarks
         self.landmarks = landmarks.astype(np.float32)
@@ -52,7 +62,9 @@ class FaceWarper:
         active = np.flatnonzero(np.abs(weights) > 1e-4)
         if len(active) == 0:
             return self.image.copy()
-        field = (weights[active].astype(np.float32) @ self._fields[active]).reshape(*self._shape, 2)
+        field = (weights[active].astype(np.float32) @ self._fields[active]).reshape(*self._coarse_shape, 2)
+        if self._field_step != 1:
+            field = cv2.resize(field, (self._shape[1], self._shape[0]), interpolation=cv2.INTER_LINEAR)
         # Backward map: the output pixel p shows the source at p - d(p), refined once so large
         # displacements (an open jaw) land where the forward field sends them.
         map_x = self._grid_x - field[..., 0]
