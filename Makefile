@@ -19,7 +19,7 @@ $(CORE_STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
 	touch $@
 
 $(DEV_STAMP): $(CORE_STAMP)
-	$(PIP) -e '.[dev,eval]'
+	$(PIP) -e '.[dev,eval,live,answerer]'
 	bash scripts/setup_zh_tts.sh
 	touch $@
 

@@ -1,0 +1,189 @@
+"""User turns from VAD events: when the user starts talking (barge-in) and when they are done.
+
+A VAD says where speech is; a conversation needs two different decisions from that:
+
+- *the user has started talking*: drives barge-in, so it must come early, but a cough or a click
+  must not silence the avatar. `UserSpeechStarted` fires once speech has lasted `min_turn_s`.
+- *the user has finished*: ends the turn and hands one sample range to ASR. Short pauses inside
+  a sentence ("ask not ... what your country") must not split it, so speech segments closer than
+  `end_silence_ms` merge into one turn.
+
+Pure logic on event times: no audio, no clock, no I/O. The caller says how far the audio stream
+has been processed (`stream_time_s`), which is what lets a turn end during silence, when the VAD
+has nothing new to report, and what makes the detector deterministic in virtual time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+VADEventKind = Literal["speech_start", "speech_end"]
+
+
+@dataclass(frozen=True)
+class VADEvent:
+    """A confirmed change between silence and speech, timed where it happened in the stream.
+
+    `sample_index` counts samples at the VAD's rate (`sample_rate_hz`) from the stream start and
+    marks where speech actually began or ended; `confirmed_at_s` is when the VAD could say so
+    (after its minimum speech or silence duration), so `confirmed_at_s - time_s` is the decision
+    latency. `probability` is the model's speech probability for the frame at `sample_index`.
+    """
+
+    kind: VADEventKind
+    sample_index: int
+    time_s: float
+    probability: float
+    confirmed_at_s: float
+    sample_rate_hz: int = 16000
+
+
+@dataclass(frozen=True)
+class UserSpeechStarted:
+    """The user is talking: cancel the avatar's turn. `at_s` is the speech onset in the stream."""
+
+    at_s: float
+    sample_index: int
+    confirmed_at_s: float
+
+
+@dataclass(frozen=True)
+class UserTurnEnded:
+    """The user finished a turn: samples [start_sample, end_sample) at `sample_rate_hz` are it."""
+
+    start_s: float
+    end_s: float
+    start_sample: int
+    end_sample: int
+    sample_rate_hz: int
+    confirmed_at_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    def sample_range(self, sample_rate_hz: int) -> tuple[int, int]:
+        """The turn as [start, end) sample indices of a stream at another rate (e.g. 48 kHz mic)."""
+        start = self.start_sample * sample_rate_hz // self.sample_rate_hz
+        end = -(-self.end_sample * sample_rate_hz // self.sample_rate_hz)  # ceil: never cut the tail
+        return start, end
+
+
+TurnEvent = UserSpeechStarted | UserTurnEnded
+
+
+class TurnDetector:
+    """Merges VAD speech segments into user turns; one instance per conversation.
+
+    `min_turn_s`: speech must last this long (from its onset) before it counts as the user
+    talking; shorter blips are dropped unless they fall inside an ongoing turn.
+    `end_silence_ms`: silence after the last speech that ends the turn. The VAD's own hangover
+    (`min_silence_ms`) is a floor: a speech_end arrives only after that much silence already.
+    """
+
+    def __init__(self, min_turn_s: float = 0.2, end_silence_ms: float = 500.0) -> None:
+        if min_turn_s < 0:
+            raise ValueError(f"min_turn_s must be >= 0, got {min_turn_s}")
+        if end_silence_ms < 0:
+            raise ValueError(f"end_silence_ms must be >= 0, got {end_silence_ms}")
+        self.min_turn_s = float(min_turn_s)
+        self.end_silence_s = float(end_silence_ms) / 1000.0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything, e.g. when the stream restarts at sample 0."""
+        self._speech_start: VADEvent | None = None  # current VAD segment, if speech is ongoing
+        self._turn_start: VADEvent | None = None  # first segment of the announced turn
+        self._last_end: VADEvent | None = None  # end of the turn's latest segment, while silent
+
+    @property
+    def in_turn(self) -> bool:
+        """True between UserSpeechStarted and UserTurnEnded."""
+        return self._turn_start is not None
+
+    def process(self, events: Iterable[VADEvent], stream_time_s: float) -> list[TurnEvent]:
+        """Apply `events` (in stream order), then let stream time reach `stream_time_s`.
+
+        Pass the time up to which the VAD's view is final (`SileroVAD.settled_until_s`), not
+        wall time and not simply the audio consumed: a speech onset the VAD has seen but not yet
+        confirmed must not let a pause end the turn, or the result would depend on how the audio
+        was chunked. Output confirmation times are stream times, so latency stays measurable.
+        """
+        out: list[TurnEvent] = []
+        for event in events:
+            self._check_order(event)
+            # Up to the event's own time the VAD's previous state held (speech or silence).
+            self._advance(event.time_s, out)
+            if event.kind == "speech_start":
+                self._on_speech_start(event, out)
+            else:
+                self._on_speech_end(event, out)
+        self._advance(stream_time_s, out)
+        return out
+
+    def finish(self, stream_time_s: float) -> list[TurnEvent]:
+        """End of the stream: close the open turn at the last speech (or at the stream end)."""
+        out: list[TurnEvent] = []
+        self._advance(stream_time_s, out)
+        if self._turn_start is not None:
+            if self._speech_start is not None:
+                rate = self._speech_start.sample_rate_hz
+                end = VADEvent(
+                    "speech_end", round(stream_time_s * rate), stream_time_s, 0.0, stream_time_s, rate
+                )
+            else:
+                end = self._last_end
+            assert end is not None
+            out.append(self._turn_ended(end, stream_time_s))
+        self.reset()
+        return out
+
+    def _check_order(self, event: VADEvent) -> None:
+        expected = "speech_end" if self._speech_start is not None else "speech_start"
+        if event.kind != expected:
+            raise ValueError(f"VAD events out of order: got {event.kind} while expecting {expected}")
+
+    def _on_speech_start(self, event: VADEvent, out: list[TurnEvent]) -> None:
+        self._speech_start = event
+        self._last_end = None
+        if self._turn_start is None and event.confirmed_at_s - event.time_s >= self.min_turn_s:
+            self._announce(event, event.confirmed_at_s, out)
+
+    def _on_speech_end(self, event: VADEvent, out: list[TurnEvent]) -> None:
+        start = self._speech_start
+        assert start is not None
+        self._speech_start = None
+        if self._turn_start is None:
+            if event.time_s - start.time_s < self.min_turn_s:
+                return  # a blip: never announced, never a turn
+            self._announce(start, start.time_s + self.min_turn_s, out)
+        self._last_end = event
+
+    def _advance(self, now_s: float, out: list[TurnEvent]) -> None:
+        """Let stream time reach `now_s`: announce long-enough speech, end long-enough silence."""
+        start = self._speech_start
+        if self._turn_start is None and start is not None and now_s - start.time_s >= self.min_turn_s:
+            self._announce(start, max(start.confirmed_at_s, start.time_s + self.min_turn_s), out)
+        end = self._last_end
+        if end is not None and now_s - end.time_s >= self.end_silence_s:
+            out.append(self._turn_ended(end, max(end.confirmed_at_s, end.time_s + self.end_silence_s)))
+            self._turn_start = None
+            self._last_end = None
+
+    def _announce(self, start: VADEvent, confirmed_at_s: float, out: list[TurnEvent]) -> None:
+        self._turn_start = start
+        out.append(UserSpeechStarted(start.time_s, start.sample_index, confirmed_at_s))
+
+    def _turn_ended(self, end: VADEvent, confirmed_at_s: float) -> UserTurnEnded:
+        start = self._turn_start
+        assert start is not None
+        return UserTurnEnded(
+            start_s=start.time_s,
+            end_s=end.time_s,
+            start_sample=start.sample_index,
+            end_sample=end.sample_index,
+            sample_rate_hz=start.sample_rate_hz,
+            confirmed_at_s=confirmed_at_s,
+        )
