@@ -51,35 +51,61 @@ def expression_track(emotion_spans: list[tuple[float, float, str]], frame_count:
     return target.astype(np.float32)
 
 
-def blink_track(frame_count: int, fps: int, rng: np.random.Generator) -> np.ndarray:
-    """Eyelid closure 0..1 per frame: blinks every 2-6 s, sometimes a double blink."""
-    closure = np.zeros(frame_count, np.float32)
-    t = rng.uniform(0.8, 2.5)
-    while True:
-        start = int(t * fps)
-        if start >= frame_count:
-            break
-        for i, value in enumerate(BLINK_PROFILE):
-            if start + i < frame_count:
-                closure[start + i] = max(closure[start + i], value)
-        t += len(BLINK_PROFILE) / fps + (0.12 if rng.random() < 0.15 else rng.uniform(2.0, 6.0))
-    return closure
+class IdleMotion:
+    """Blinks and head sway as functions of a global frame index.
+
+    A live session renders sentence after sentence and idles in between; drawing blinks and sway
+    from one timeline keyed by the session's frame counter joins the pieces without jumps.
+    Blink times are drawn lazily from the seeded generator, so the timeline is reproducible.
+    """
+
+    SWAY_AMPLITUDES = (0.9, 1.0, 0.7)  # roll in degrees, x and y shift in % of face size
+    SWAY_PERIODS_S = (7.3, 3.1, 1.7)
+
+    def __init__(self, fps: int, seed: int) -> None:
+        self.fps = fps
+        self._rng = np.random.default_rng(seed)
+        shape = (len(self.SWAY_AMPLITUDES), len(self.SWAY_PERIODS_S))
+        self._phases = self._rng.uniform(0, 2 * np.pi, shape)
+        self._periods_s = np.array(self.SWAY_PERIODS_S) * self._rng.uniform(0.85, 1.15, shape)
+        self._blink_starts: list[int] = []
+        self._next_blink_s = self._rng.uniform(0.8, 2.5)
+
+    def _schedule_blinks_until(self, frame: int) -> None:
+        while self._next_blink_s * self.fps <= frame:
+            self._blink_starts.append(int(self._next_blink_s * self.fps))
+            double = self._rng.random() < 0.15
+            gap_s = 0.12 if double else self._rng.uniform(2.0, 6.0)
+            self._next_blink_s += len(BLINK_PROFILE) / self.fps + gap_s
+
+    def blinks(self, start_frame: int, count: int) -> np.ndarray:
+        """Eyelid closure 0..1 for frames [start_frame, start_frame + count)."""
+        self._schedule_blinks_until(start_frame + count)
+        closure = np.zeros(count, np.float32)
+        for blink_start in self._blink_starts:
+            for i, value in enumerate(BLINK_PROFILE):
+                k = blink_start + i - start_frame
+                if 0 <= k < count:
+                    closure[k] = max(closure[k], value)
+        return closure
+
+    def sway(self, start_frame: int, count: int) -> np.ndarray:
+        """(count, 3) slow head sway: roll degrees, x and y shift in % of face size."""
+        times = (start_frame + np.arange(count)) / self.fps
+        motion = np.zeros((count, 3), np.float32)
+        for axis, amplitude in enumerate(self.SWAY_AMPLITUDES):
+            for j in range(len(self.SWAY_PERIODS_S)):
+                motion[:, axis] += (
+                    amplitude
+                    / 3
+                    * np.sin(2 * np.pi * times / self._periods_s[axis, j] + self._phases[axis, j])
+                )
+        return motion
 
 
-def head_motion_track(
-    frame_count: int, fps: int, rng: np.random.Generator, speech_energy: np.ndarray | None = None
-) -> np.ndarray:
-    """(frames, 3) roll in degrees, x and y shift in % of face size: slow sway plus speech nods."""
-    times = np.arange(frame_count) / fps
-    motion = np.zeros((frame_count, 3), np.float32)
-    amplitudes = (0.9, 1.0, 0.7)
-    for axis, amplitude in enumerate(amplitudes):
-        for period_s in (7.3, 3.1, 1.7):
-            phase = rng.uniform(0, 2 * np.pi)
-            period = period_s * rng.uniform(0.85, 1.15)
-            motion[:, axis] += amplitude / 3 * np.sin(2 * np.pi * times / period + phase)
-    if speech_energy is not None and len(speech_energy) == frame_count:
-        width = max(1, int(0.3 * fps))
-        nod = np.convolve(speech_energy, np.ones(width) / width, mode="same")
-        motion[:, 2] += 1.2 * nod  # the head dips slightly on emphasis
-    return motion
+def speech_nod(speech_energy: np.ndarray, fps: int) -> np.ndarray:
+    """Vertical head dip (in % of face height) following the smoothed speech energy."""
+    width = max(1, int(0.3 * fps))
+    smoothed = np.convolve(speech_energy, np.ones(width) / width, mode="full")
+    start = (width - 1) // 2  # centred, and as long as the input even when shorter than the window
+    return 1.2 * smoothed[start : start + len(speech_energy)]

@@ -16,7 +16,7 @@ from lipsync import face_mesh_indices as fm
 from lipsync.audio_features import FrameFeatures, frame_count_for, measure_frames
 from lipsync.avatar_assets import AvatarAssets
 from lipsync.deformation_basis import BASIS_INDEX, BASIS_NAMES
-from lipsync.face_motion import blink_track, expression_track, head_motion_track
+from lipsync.face_motion import IdleMotion, expression_track, speech_nod
 from lipsync.face_warp import FaceWarper
 from lipsync.inner_mouth import InnerMouthPainter
 from lipsync.mouth_track import MouthTrack, loudness_openness, track_from_audio, track_from_phonemes
@@ -61,27 +61,55 @@ class ProceduralRenderer:
             return track_from_phonemes(speech.phonemes, features, self.fps), features
         return track_from_audio(features), features
 
-    def plan(self, speech: Speech, emotion_spans: EmotionSpans | None = None) -> np.ndarray:
-        """(frames, bases) weights covering the whole speech at the video rate."""
+    def plan(
+        self,
+        speech: Speech,
+        emotion_spans: EmotionSpans | None = None,
+        start_frame: int = 0,
+        motion: IdleMotion | None = None,
+    ) -> np.ndarray:
+        """(frames, bases) weights covering the whole speech at the video rate.
+
+        `start_frame` and `motion` place the clip on a longer timeline (a live session), so its
+        blinks and sway continue those of the previous clip.
+        """
         audio = speech.audio
         frame_count = frame_count_for(len(audio.pcm), audio.sample_rate_hz, self.fps)
-        mouth, features = self.mouth_track(speech, frame_count)
         spans = emotion_spans or [(0.0, frame_count / self.fps, "neutral")]
         weights = expression_track(spans, frame_count, self.fps)
-        weights[:, BASIS_INDEX["smile"]] *= 1.0 - 0.5 * min(self.photo_smile, 1.0)
+        weights[:, BASIS_INDEX["smile"]] *= self.smile_scale
+        energy = self.add_mouth(weights, speech)
+        self.add_idle_motion(weights, start_frame, motion or IdleMotion(self.fps, self.seed), energy)
+        return weights
+
+    @property
+    def smile_scale(self) -> float:
+        """A photo that already smiles needs less added smile to look happy."""
+        return 1.0 - 0.5 * min(self.photo_smile, 1.0)
+
+    def add_mouth(self, weights: np.ndarray, speech: Speech) -> np.ndarray:
+        """Add the mouth track for `speech` to `weights` (one row per frame); returns speech energy."""
+        mouth, features = self.mouth_track(speech, len(weights))
         self._add_mouth(weights, mouth)
-        rng = np.random.default_rng(self.seed)
-        blinks = blink_track(frame_count, self.fps, rng)
+        return loudness_openness(features)
+
+    def add_idle_motion(
+        self, weights: np.ndarray, start_frame: int, motion: IdleMotion, energy: np.ndarray | None = None
+    ) -> None:
+        """Blinks (on top of any expression's lid position), head sway and speech nods."""
+        count = len(weights)
+        blinks = motion.blinks(start_frame, count)
         for eye in ("blink_left", "blink_right"):
             column = weights[:, BASIS_INDEX[eye]]
             weights[:, BASIS_INDEX[eye]] = np.clip(
                 column + blinks * (1.0 - np.maximum(column, 0.0)), -0.5, 1.0
             )
-        head = head_motion_track(frame_count, self.fps, rng, loudness_openness(features))
+        head = motion.sway(start_frame, count)
+        if energy is not None and len(energy) == count:
+            head[:, 2] += speech_nod(energy, self.fps)
         weights[:, BASIS_INDEX["head_roll"]] += head[:, 0]
         weights[:, BASIS_INDEX["head_tx"]] += head[:, 1]
         weights[:, BASIS_INDEX["head_ty"]] += head[:, 2]
-        return weights
 
     def _add_mouth(self, weights: np.ndarray, mouth: MouthTrack) -> None:
         weights[:, BASIS_INDEX["jaw_open"]] += 0.62 * mouth.open

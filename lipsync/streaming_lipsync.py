@@ -1,0 +1,107 @@
+"""Live lip-sync: speech chunks in, paired audio + frames out, on the session's 16 kHz / 25 fps clock.
+
+A live session synthesizes a reply sentence by sentence and must start showing the first one at
+once. This adapter renders each chunk as it arrives, keeps blinks, sway and expression continuous
+across chunks and idle time (one timeline keyed by the session frame counter), and hands out
+audio in exact 640-sample frames so that audio and video are paired by construction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from avatar.types import AudioChunk, Speech
+from lipsync.deformation_basis import BASIS_INDEX, BASIS_NAMES
+from lipsync.face_motion import EXPRESSION_WEIGHTS, IdleMotion, emotion_weights
+from lipsync.procedural_renderer import ProceduralRenderer
+
+OUTPUT_RATE_HZ = 16000
+FPS = 25
+SAMPLES_PER_FRAME = OUTPUT_RATE_HZ // FPS  # 640: frame k covers samples [640k, 640(k+1))
+EXPRESSION_TIME_CONSTANT_S = 0.15  # expressions ease toward their target with this time constant
+
+
+class StreamingLipSync:
+    """One per live session; holds the session's frame counter, idle timeline and expression."""
+
+    def __init__(self, renderer: ProceduralRenderer, seed: int = 0) -> None:
+        if renderer.fps != FPS:
+            raise ValueError(f"live output runs at {FPS} fps, the renderer at {renderer.fps}")
+        self.renderer = renderer
+        self.motion = IdleMotion(FPS, seed)
+        self.next_frame = 0  # session frame index of the next frame this adapter produces
+        self._pending = np.zeros(0, np.float32)  # samples that do not fill a whole frame yet
+        self._target = np.zeros(len(BASIS_NAMES), np.float32)
+        self._expression = np.zeros(len(BASIS_NAMES), np.float32)
+        self._smile_scale = renderer.smile_scale
+
+    def set_expression(self, emotion: str, strength: float = 1.0) -> None:
+        """Ease toward this emotion from the next frame on (speaking or idle)."""
+        if emotion not in EXPRESSION_WEIGHTS:
+            raise ValueError(f"unknown emotion {emotion!r}; use one of {', '.join(EXPRESSION_WEIGHTS)}")
+        target = emotion_weights(emotion, strength)
+        target[BASIS_INDEX["smile"]] *= self._smile_scale
+        self._target = target
+
+    def _expression_rows(self, count: int) -> np.ndarray:
+        alpha = 1.0 - np.exp(-1.0 / (FPS * EXPRESSION_TIME_CONSTANT_S))
+        rows = np.empty((count, len(BASIS_NAMES)), np.float32)
+        for k in range(count):
+            self._expression += alpha * (self._target - self._expression)
+            rows[k] = self._expression
+        return rows
+
+    def push(self, speech: Speech) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Render the whole frames this chunk completes: (audio, frames), len(audio) == 640 * len(frames).
+
+        Samples that do not complete a frame wait for the next chunk (or `flush`), so consecutive
+        chunks join without gaps or clicks.
+        """
+        from avatar.audio_io import resample
+
+        pcm = speech.audio.pcm.astype(np.float32)
+        if speech.audio.sample_rate_hz != OUTPUT_RATE_HZ:
+            pcm = resample(pcm, speech.audio.sample_rate_hz, OUTPUT_RATE_HZ)
+        offset_s = len(self._pending) / OUTPUT_RATE_HZ
+        audio = np.concatenate([self._pending, pcm])
+        whole = len(audio) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME
+        self._pending = audio[whole:]
+        if whole == 0:
+            return np.zeros(0, np.float32), []
+        # Phoneme times are relative to this chunk; the carried samples play first.
+        phonemes = tuple(
+            type(p)(p.phoneme, p.start_s + offset_s, p.end_s + offset_s) for p in speech.phonemes
+        )
+        return self._render(
+            Speech(AudioChunk(audio[:whole], OUTPUT_RATE_HZ), speech.text, speech.language, phonemes)
+        )
+
+    def flush(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """End of a reply: pad the carried samples with silence to a whole frame and render it."""
+        if len(self._pending) == 0:
+            return np.zeros(0, np.float32), []
+        padded = np.zeros(SAMPLES_PER_FRAME, np.float32)
+        padded[: len(self._pending)] = self._pending
+        self._pending = np.zeros(0, np.float32)
+        return self._render(Speech(AudioChunk(padded, OUTPUT_RATE_HZ)))
+
+    def reset(self) -> None:
+        """Barge-in: forget carried audio; the face keeps its timeline and closes its mouth next frame."""
+        self._pending = np.zeros(0, np.float32)
+
+    def idle_frame(self, frame_index: int | None = None) -> np.ndarray:
+        """A silent frame: closed mouth, current expression, blinks and sway at that session frame."""
+        index = self.next_frame if frame_index is None else frame_index
+        weights = self._expression_rows(1)
+        self.renderer.add_idle_motion(weights, index, self.motion)
+        if frame_index is None:
+            self.next_frame += 1
+        return self.renderer.draw(weights[0])
+
+    def _render(self, speech: Speech) -> tuple[np.ndarray, list[np.ndarray]]:
+        count = len(speech.audio.pcm) // SAMPLES_PER_FRAME
+        weights = self._expression_rows(count)
+        energy = self.renderer.add_mouth(weights, speech)
+        self.renderer.add_idle_motion(weights, self.next_frame, self.motion, energy)
+        self.next_frame += count
+        return speech.audio.pcm, [self.renderer.draw(row) for row in weights]
