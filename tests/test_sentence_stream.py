@@ -1,0 +1,59 @@
+"""Token stream -> sentences: emitted as soon as they are certainly complete, tags become emotions."""
+
+from __future__ import annotations
+
+from avatar.sentence_stream import SentenceStream, SpokenSentence
+
+
+def run(tokens: list[str]) -> list[tuple[int, SpokenSentence]]:
+    """(index of the token after which each sentence came out, sentence); index len = finish()."""
+    stream = SentenceStream()
+    out = []
+    for index, token in enumerate(tokens):
+        out += [(index, s) for s in stream.feed(token)]
+    out += [(len(tokens), s) for s in stream.finish()]
+    return out
+
+
+def test_sentences_come_out_as_soon_as_they_are_certain():
+    tokens = ["Hel", "lo!", " How", " are", " you", "?", " Fine."]
+    assert run(tokens) == [
+        (2, SpokenSentence("Hello!", "neutral")),  # the space after "!" settles it
+        (6, SpokenSentence("How are you?", "neutral")),
+        (7, SpokenSentence("Fine.", "neutral")),
+    ]
+
+
+def test_chinese_sentences_end_without_a_space():
+    assert run(["你好", "，欢迎", "光临。", "今天", "天气很好"]) == [
+        (2, SpokenSentence("你好，欢迎光临。", "neutral")),
+        (5, SpokenSentence("今天天气很好", "neutral")),
+    ]
+
+
+def test_emotion_tags_split_across_tokens_are_removed_and_applied():
+    tokens = ["[hap", "py] Great", " news! ", "[s", "ad]", " But it", " rains."]
+    assert [s for _, s in run(tokens)] == [
+        SpokenSentence("Great news!", "happy"),
+        SpokenSentence("But it rains.", "sad"),
+    ]
+
+
+def test_unknown_tags_are_dropped_and_a_stray_bracket_is_spoken_at_the_end():
+    assert [s.text for _, s in run(["[laughs] Ok", ". See [1"])] == ["Ok.", "See [1"]
+
+
+def test_abbreviations_do_not_end_a_sentence_early():
+    tokens = ["Ask ", "Dr. ", "Smith ", "today. ", "Bye"]
+    assert [s.text for _, s in run(tokens)] == ["Ask Dr. Smith today.", "Bye"]
+
+
+def test_run_on_text_is_cut_at_a_clause_break_before_the_reply_ends():
+    stream = SentenceStream(max_chars=40)
+    emitted = []
+    for word in ("one, two, three, four, five, six, seven, eight, nine, ten, eleven, twelve, " * 2).split(
+        " "
+    ):
+        emitted += stream.feed(word + " ")
+    assert emitted, "long text without a full stop must still reach the TTS"
+    assert all(len(s.text) <= 40 for s in emitted)
