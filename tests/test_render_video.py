@@ -160,3 +160,33 @@ def test_cli_render_prints_summary(tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"wrote {out}" in result.stdout
     assert out.stat().st_size > 1000
+
+
+def test_cli_batch_renders_every_job_and_reports_failures(tmp_path):
+    import json
+
+    from avatar.media_probe import probe_media
+
+    photo = tmp_path / "me.jpg"
+    photo.write_bytes(SAMPLE_PORTRAIT.read_bytes())
+    (tmp_path / "jobs.jsonl").write_text(
+        "\n".join(
+            json.dumps(row, ensure_ascii=False)
+            for row in (
+                {"photo": "me.jpg", "text": "[happy] Welcome!", "size": 256, "output": "a.mp4"},
+                {"photo": "me.jpg", "text": "你好。", "size": 256, "output": "b.mp4"},
+                {"photo": "me.jpg", "text": "[sad] Bye.", "size": 256, "face": 3, "output": "c.mp4"},
+            )
+        ),
+        encoding="utf-8",
+    )
+    result = run_cli("batch", str(tmp_path / "jobs.jsonl"), "--out-dir", str(tmp_path / "out"), "--jobs", "2")
+    assert result.returncode == 1, "one job asks for a face that does not exist"
+    assert "2 succeeded, 1 failed" in result.stdout
+    assert "--face 3 does not exist" in result.stderr
+    for name in ("a.mp4", "b.mp4"):
+        streams = {s.kind: s for s in probe_media(tmp_path / name).streams}
+        assert streams["video"].codec_name == "h264" and streams["audio"].codec_name == "aac"
+    assert not (tmp_path / "c.mp4").exists()
+    report = json.loads((tmp_path / "out" / "batch_report.json").read_text())
+    assert len(report["succeeded"]) == 2 and len(report["failed"]) == 1
