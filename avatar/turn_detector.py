@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 VADEventKind = Literal["speech_start", "speech_end"]
+# Durations are differences of sample-derived float times (2.4 - 2.2 = 0.19999999999999973): compare
+# with a tolerance far below one sample so a 200 ms gate opens at exactly 200 ms.
+TIME_EPSILON_S = 1e-9
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,10 @@ class TurnDetector:
     def _on_speech_start(self, event: VADEvent, out: list[TurnEvent]) -> None:
         self._speech_start = event
         self._last_end = None
-        if self._turn_start is None and event.confirmed_at_s - event.time_s >= self.min_turn_s:
+        if (
+            self._turn_start is None
+            and event.confirmed_at_s - event.time_s >= self.min_turn_s - TIME_EPSILON_S
+        ):
             self._announce(event, event.confirmed_at_s, out)
 
     def _on_speech_end(self, event: VADEvent, out: list[TurnEvent]) -> None:
@@ -156,7 +162,7 @@ class TurnDetector:
         assert start is not None
         self._speech_start = None
         if self._turn_start is None:
-            if event.time_s - start.time_s < self.min_turn_s:
+            if event.time_s - start.time_s < self.min_turn_s - TIME_EPSILON_S:
                 return  # a blip: never announced, never a turn
             self._announce(start, start.time_s + self.min_turn_s, out)
         self._last_end = event
@@ -164,10 +170,14 @@ class TurnDetector:
     def _advance(self, now_s: float, out: list[TurnEvent]) -> None:
         """Let stream time reach `now_s`: announce long-enough speech, end long-enough silence."""
         start = self._speech_start
-        if self._turn_start is None and start is not None and now_s - start.time_s >= self.min_turn_s:
+        if (
+            self._turn_start is None
+            and start is not None
+            and now_s - start.time_s >= self.min_turn_s - TIME_EPSILON_S
+        ):
             self._announce(start, max(start.confirmed_at_s, start.time_s + self.min_turn_s), out)
         end = self._last_end
-        if end is not None and now_s - end.time_s >= self.end_silence_s:
+        if end is not None and now_s - end.time_s >= self.end_silence_s - TIME_EPSILON_S:
             out.append(self._turn_ended(end, max(end.confirmed_at_s, end.time_s + self.end_silence_s)))
             self._turn_start = None
             self._last_end = None

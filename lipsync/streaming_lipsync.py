@@ -8,6 +8,8 @@ audio in exact 640-sample frames so that audio and video are paired by construct
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from avatar.types import AudioChunk, Speech
@@ -34,6 +36,9 @@ class StreamingLipSync:
         self._target = np.zeros(len(BASIS_NAMES), np.float32)
         self._expression = np.zeros(len(BASIS_NAMES), np.float32)
         self._smile_scale = renderer.smile_scale
+        # Replies render in a worker thread while the transport asks for idle frames on the event
+        # loop: the counters and expression state change under this lock; drawing happens outside.
+        self._lock = threading.Lock()
 
     def set_expression(self, emotion: str, strength: float = 1.0) -> None:
         """Ease toward this emotion from the next frame on (speaking or idle)."""
@@ -62,10 +67,11 @@ class StreamingLipSync:
         pcm = speech.audio.pcm.astype(np.float32)
         if speech.audio.sample_rate_hz != OUTPUT_RATE_HZ:
             pcm = resample(pcm, speech.audio.sample_rate_hz, OUTPUT_RATE_HZ)
-        offset_s = len(self._pending) / OUTPUT_RATE_HZ
-        audio = np.concatenate([self._pending, pcm])
-        whole = len(audio) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME
-        self._pending = audio[whole:]
+        with self._lock:
+            offset_s = len(self._pending) / OUTPUT_RATE_HZ
+            audio = np.concatenate([self._pending, pcm])
+            whole = len(audio) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME
+            self._pending = audio[whole:]
         if whole == 0:
             return np.zeros(0, np.float32), []
         # Phoneme times are relative to this chunk; the carried samples play first.
@@ -78,30 +84,35 @@ class StreamingLipSync:
 
     def flush(self) -> tuple[np.ndarray, list[np.ndarray]]:
         """End of a reply: pad the carried samples with silence to a whole frame and render it."""
-        if len(self._pending) == 0:
-            return np.zeros(0, np.float32), []
-        padded = np.zeros(SAMPLES_PER_FRAME, np.float32)
-        padded[: len(self._pending)] = self._pending
-        self._pending = np.zeros(0, np.float32)
+        with self._lock:
+            if len(self._pending) == 0:
+                return np.zeros(0, np.float32), []
+            padded = np.zeros(SAMPLES_PER_FRAME, np.float32)
+            padded[: len(self._pending)] = self._pending
+            self._pending = np.zeros(0, np.float32)
         return self._render(Speech(AudioChunk(padded, OUTPUT_RATE_HZ)))
 
     def reset(self) -> None:
         """Barge-in: forget carried audio; the face keeps its timeline and closes its mouth next frame."""
-        self._pending = np.zeros(0, np.float32)
+        with self._lock:
+            self._pending = np.zeros(0, np.float32)
 
     def idle_frame(self, frame_index: int | None = None) -> np.ndarray:
         """A silent frame: closed mouth, current expression, blinks and sway at that session frame."""
-        index = self.next_frame if frame_index is None else frame_index
-        weights = self._expression_rows(1)
-        self.renderer.add_idle_motion(weights, index, self.motion)
-        if frame_index is None:
-            self.next_frame += 1
+        with self._lock:
+            index = self.next_frame if frame_index is None else frame_index
+            weights = self._expression_rows(1)
+            self.renderer.add_idle_motion(weights, index, self.motion)
+            if frame_index is None:
+                self.next_frame += 1
         return self.renderer.draw(weights[0])
 
     def _render(self, speech: Speech) -> tuple[np.ndarray, list[np.ndarray]]:
         count = len(speech.audio.pcm) // SAMPLES_PER_FRAME
-        weights = self._expression_rows(count)
-        energy = self.renderer.add_mouth(weights, speech)
-        self.renderer.add_idle_motion(weights, self.next_frame, self.motion, energy)
-        self.next_frame += count
+        with self._lock:
+            weights = self._expression_rows(count)
+            start_frame = self.next_frame
+            self.next_frame += count
+            energy = self.renderer.add_mouth(weights, speech)
+            self.renderer.add_idle_motion(weights, start_frame, self.motion, energy)
         return speech.audio.pcm, [self.renderer.draw(row) for row in weights]

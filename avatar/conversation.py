@@ -1,0 +1,284 @@
+"""One live conversation: microphone audio in, the avatar's paired audio and frames out.
+
+Each reply is a `Turn` that owns its task (ASR -> LLM stream -> sentences -> TTS -> lip-sync ->
+output queue). The user's speech onset interrupts it (barge-in): the task is cancelled, the queue
+flushed down to the transport, the renderer reset, and the history keeps only what was heard.
+Blocking engine calls go through `run_blocking` (threads in production, inline in virtual-time
+tests), and every timestamp comes from the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from avatar.av_output import AUDIO_RATE_HZ, AVOutputQueue, AVPlayout, AVSegment
+from avatar.clock import Clock
+from avatar.sentence_stream import SentenceStream, SpokenSentence
+from avatar.turn_detector import UserSpeechStarted, UserTurnEnded
+from avatar.types import AudioChunk, Transcript
+
+EventSink = Callable[[dict[str, Any]], None]
+RunBlocking = Callable[..., Awaitable[Any]]
+MAX_USER_AUDIO_S = 60.0  # microphone history kept for cutting turns
+
+
+@dataclass
+class Turn:
+    """One avatar reply and what it has queued so far."""
+
+    turn_id: int
+    user_text: str = ""
+    sentences: list[tuple[str, int]] = field(default_factory=list)  # (text, turn sample where it ends)
+    queued_samples: int = 0
+    task: asyncio.Task | None = None
+    finished: bool = False
+    history_index: int | None = None  # where its assistant message sits in the history
+
+
+def heard_text(sentences: list[tuple[str, int]], played_samples: int) -> str:
+    """The part of a reply the user actually heard: whole sentences, then the played share of the next."""
+    heard, start = [], 0
+    for text, end in sentences:
+        if played_samples >= end:
+            heard.append(text)
+        elif played_samples > start:
+            words = text.split()
+            share = (played_samples - start) / max(end - start, 1)
+            heard.append(" ".join(words[: int(len(words) * share)]))
+            break
+        else:
+            break
+        start = end
+    return " ".join(part for part in heard if part)
+
+
+class ConversationSession:
+    """Per-connection state; engines are shared objects passed in."""
+
+    def __init__(
+        self,
+        *,
+        vad,
+        turn_detector,
+        asr,
+        llm,
+        tts,
+        lipsync,
+        queue: AVOutputQueue,
+        playout: AVPlayout,
+        clock: Clock,
+        system_prompt: str = "",
+        max_history_messages: int = 20,
+        run_blocking: RunBlocking = asyncio.to_thread,
+        on_event: EventSink | None = None,
+    ) -> None:
+        self.vad, self.turn_detector, self.asr, self.llm, self.tts = vad, turn_detector, asr, llm, tts
+        self.lipsync, self.queue, self.playout, self.clock = lipsync, queue, playout, clock
+        self.system_prompt = system_prompt
+        self.max_history_messages = max_history_messages
+        self.run_blocking = run_blocking
+        self.on_event = on_event or (lambda event: None)
+        self.history: list[dict[str, str]] = []
+        self._mic = np.zeros(0, np.float32)
+        self._mic_start_sample = 0  # stream sample index of self._mic[0]
+        self._mic_samples = 0
+        self._turn: Turn | None = None
+        self._next_turn_id = 1
+        self._closed = False
+
+    # --- input ---------------------------------------------------------------------------------
+    async def handle_microphone(self, chunk: AudioChunk) -> None:
+        """Feed 16 kHz microphone audio; starts replies and interrupts them."""
+        if self._closed:
+            return
+        self._remember_mic(chunk.pcm.astype(np.float32))
+        events = self.vad.process(chunk)
+        for item in self.turn_detector.process(events, self.vad.settled_until_s):
+            if isinstance(item, UserSpeechStarted):
+                self._emit("user_speech_started", at_s=item.at_s)
+                await self.interrupt("barge-in")
+            elif isinstance(item, UserTurnEnded):
+                audio = self._mic_slice(item.start_sample, item.end_sample)
+                self._start_turn(audio, item.end_s)
+
+    def _remember_mic(self, pcm: np.ndarray) -> None:
+        self._mic = np.concatenate([self._mic, pcm])
+        self._mic_samples += len(pcm)
+        excess = len(self._mic) - int(MAX_USER_AUDIO_S * AUDIO_RATE_HZ)
+        if excess > 0:
+            self._mic = self._mic[excess:]
+            self._mic_start_sample += excess
+
+    def _mic_slice(self, start_sample: int, end_sample: int) -> np.ndarray:
+        a = max(start_sample - self._mic_start_sample, 0)
+        b = max(end_sample - self._mic_start_sample, a)
+        return self._mic[a:b].copy()
+
+    # --- turns ---------------------------------------------------------------------------------
+    def _start_turn(self, user_audio: np.ndarray, speech_end_s: float) -> Turn:
+        turn = Turn(self._next_turn_id)
+        self._next_turn_id += 1
+        self._turn = turn
+        turn.task = asyncio.get_running_loop().create_task(self._run_turn(turn, user_audio, speech_end_s))
+        turn.task.add_done_callback(self._turn_done)
+        return turn
+
+    async def say(self, text: str) -> Turn:
+        """Speak `text` as a reply without a user turn (greetings, API, tests); returns the turn."""
+        turn = Turn(self._next_turn_id)
+        self._next_turn_id += 1
+        self._turn = turn
+
+        async def tokens():
+            yield text
+
+        turn.task = asyncio.get_running_loop().create_task(
+            self._speak_stream(turn, tokens(), self.clock.now_s())
+        )
+
+        turn.task.add_done_callback(self._turn_done)
+        return turn
+
+    async def _run_turn(self, turn: Turn, user_audio: np.ndarray, speech_end_s: float) -> None:
+        transcript: Transcript = await self.run_blocking(
+            self.asr.transcribe, AudioChunk(user_audio, AUDIO_RATE_HZ)
+        )
+        if not transcript.text.strip():
+            self._emit("turn_ignored", turn_id=turn.turn_id, reason="no words recognised")
+            return
+        turn.user_text = transcript.text
+        self._emit(
+            "user_transcript",
+            turn_id=turn.turn_id,
+            text=transcript.text,
+            language=transcript.language,
+            emotion=transcript.emotion,
+            events=list(transcript.events),
+        )
+        self._append_history({"role": "user", "content": _user_content(transcript)})
+        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        messages += self.history
+        await self._speak_stream(turn, self.llm.stream(messages), speech_end_s)
+
+    async def _speak_stream(self, turn: Turn, tokens, started_s: float) -> None:
+        self.queue.begin_turn(turn.turn_id)
+        self._emit("turn_started", turn_id=turn.turn_id)
+        splitter = SentenceStream()
+        try:
+            async for token in tokens:
+                for sentence in splitter.feed(token):
+                    await self._speak(turn, sentence, started_s)
+            for sentence in splitter.finish():
+                await self._speak(turn, sentence, started_s)
+            pcm, frames = self.lipsync.flush()
+            if frames:
+                await self.queue.put(AVSegment(turn.turn_id, pcm, frames))
+                turn.queued_samples += len(pcm)
+        finally:
+            aclose = getattr(tokens, "aclose", None)
+            if aclose is not None:
+                await aclose()  # closes the LLM stream (HTTP response) on barge-in too
+        turn.finished = True
+        text = " ".join(text for text, _ in turn.sentences)
+        turn.history_index = self._append_history({"role": "assistant", "content": text})
+        self._emit("turn_rendered", turn_id=turn.turn_id, text=text)
+
+    async def _speak(self, turn: Turn, sentence: SpokenSentence, started_s: float) -> None:
+        self.lipsync.set_expression(sentence.emotion)
+        self._emit("avatar_sentence", turn_id=turn.turn_id, text=sentence.text, emotion=sentence.emotion)
+        speech = await self.run_blocking(self.tts.synthesize, sentence.text)
+        pcm, frames = await self.run_blocking(self.lipsync.push, speech)
+        turn.sentences.append(
+            (
+                sentence.text,
+                turn.queued_samples + len(speech.audio.pcm) * AUDIO_RATE_HZ // speech.audio.sample_rate_hz,
+            )
+        )
+        if frames:
+            first = turn.queued_samples == 0
+            await self.queue.put(AVSegment(turn.turn_id, pcm, frames))
+            turn.queued_samples += len(pcm)
+            if first:
+                self._emit(
+                    "first_audio_queued", turn_id=turn.turn_id, latency_s=self.clock.now_s() - started_s
+                )
+
+    def _turn_done(self, task: asyncio.Task) -> None:
+        """Every turn task ends here: an engine failure is reported, never silently lost."""
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            self._emit("turn_failed", error=f"{type(error).__name__}: {error}")
+
+    # --- interruption --------------------------------------------------------------------------
+    def is_speaking(self) -> bool:
+        turn = self._turn
+        if turn is None:
+            return False
+        rendering = turn.task is not None and not turn.task.done()
+        return rendering or (self.queue.active_turn == turn.turn_id and self.queue.queued_ticks > 0)
+
+    async def interrupt(self, reason: str = "api") -> bool:
+        """Stop the current reply now; the history keeps what was heard. False if nothing played."""
+        turn = self._turn
+        if turn is None or not self.is_speaking():
+            return False
+        if turn.task is not None and not turn.task.done():
+            turn.task.cancel()
+            await asyncio.gather(turn.task, return_exceptions=True)
+        dropped = self.queue.flush(turn.turn_id)
+        self.lipsync.reset()
+        played = self.playout.played_samples(turn.turn_id)
+        heard = heard_text(turn.sentences, played)
+        if turn.history_index is not None and heard:
+            self.history[turn.history_index]["content"] = heard
+        elif turn.history_index is not None:  # rendered but nothing heard: as if never said
+            del self.history[turn.history_index]
+            turn.history_index = None
+        elif heard:
+            turn.history_index = self._append_history({"role": "assistant", "content": heard})
+        self._emit(
+            "turn_interrupted", turn_id=turn.turn_id, reason=reason, heard=heard, dropped_ticks=dropped
+        )
+        return True
+
+    async def close(self) -> None:
+        """End the session: cancel the reply, drop queued output. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        turn = self._turn
+        if turn is not None and turn.task is not None and not turn.task.done():
+            turn.task.cancel()
+            await asyncio.gather(turn.task, return_exceptions=True)
+        self.queue.flush(turn.turn_id if turn else None)
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _append_history(self, message: dict[str, str]) -> int:
+        self.history.append(message)
+        overflow = len(self.history) - self.max_history_messages
+        if overflow > 0:
+            del self.history[:overflow]
+            for turn in (self._turn,):
+                if turn is not None and turn.history_index is not None:
+                    turn.history_index -= overflow
+        return len(self.history) - 1
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        self.on_event({"type": kind, "at_s": self.clock.now_s(), **fields})
+
+
+def _user_content(transcript: Transcript) -> str:
+    """The user's words plus what the recogniser heard beyond them, for the LLM to adapt its tone."""
+    notes = []
+    if transcript.emotion and transcript.emotion.lower() not in ("neutral", "unknown"):
+        notes.append(f"speaker sounds {transcript.emotion.lower()}")
+    if transcript.events:
+        notes.append("audio events: " + ", ".join(transcript.events))
+    return transcript.text + (f" ({'; '.join(notes)})" if notes else "")

@@ -1,0 +1,176 @@
+"""Conversation sessions in virtual time with scripted engines: exact ticks, pairing, barge-in, history."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from avatar.av_output import SAMPLES_PER_FRAME, AVOutputQueue, AVPlayout
+from avatar.clock import VirtualClock
+from avatar.conversation import ConversationSession, heard_text
+from avatar.testing import FlatLipSync, ScriptedASR, ScriptedLLM, ScriptedVAD, ToneTTS
+from avatar.turn_detector import TurnDetector, VADEvent
+from avatar.types import AudioChunk, Transcript
+
+MIC_CHUNK_S = 0.02
+TICK_S = 0.04
+
+
+async def inline(fn, *args):
+    """Engines are instant fakes: run them on the loop so virtual time sees everything."""
+    return fn(*args)
+
+
+def speech(start_s: float, end_s: float, gate_s: float = 0.2, hangover_s: float = 0.5) -> list[VADEvent]:
+    return [
+        VADEvent("speech_start", round(start_s * 16000), start_s, 0.9, round(start_s + gate_s, 6)),
+        VADEvent("speech_end", round(end_s * 16000), end_s, 0.1, round(end_s + hangover_s, 6)),
+    ]
+
+
+class Harness:
+    def __init__(self, vad_events, transcripts, replies, token_delay_s=0.05):
+        self.clock = VirtualClock()
+        self.queue = AVOutputQueue()
+        self.lipsync = FlatLipSync()
+        self.playout = AVPlayout(self.queue, self.lipsync.idle_frame)
+        self.llm = ScriptedLLM(replies, self.clock, token_delay_s)
+        self.tts = ToneTTS(seconds_per_word=0.2)
+        self.events: list[dict] = []
+        self.session = ConversationSession(
+            vad=ScriptedVAD(vad_events),
+            turn_detector=TurnDetector(min_turn_s=0.2, end_silence_ms=0),
+            asr=ScriptedASR(transcripts),
+            llm=self.llm,
+            tts=self.tts,
+            lipsync=self.lipsync,
+            queue=self.queue,
+            playout=self.playout,
+            clock=self.clock,
+            run_blocking=inline,
+            on_event=self.events.append,
+        )
+        self.ticks = []
+
+    async def _loop(self, duration_s: float) -> None:
+        """Microphone every 20 ms, one playout tick every 40 ms, like the transport would."""
+        for k in range(int(round(duration_s / MIC_CHUNK_S))):
+            await self.clock.sleep_until(k * MIC_CHUNK_S)
+            if k % 2 == 0:
+                self.ticks.append(self.playout.next_tick())
+            if k > 0:  # the chunk recorded during [k-1, k) x 20 ms arrives at its end
+                await self.session.handle_microphone(AudioChunk(np.zeros(320, np.float32), 16000))
+        await self.session.close()
+
+    def run(self, duration_s: float):
+        async def main():
+            await self.clock.run(self._loop(duration_s), limit_s=duration_s + 1)
+
+        asyncio.run(main())
+        return self
+
+    def first(self, kind: str) -> dict:
+        return next(e for e in self.events if e["type"] == kind)
+
+
+def test_a_reply_plays_as_paired_ticks_right_after_its_first_sentence():
+    h = Harness(
+        speech(1.0, 2.0),
+        [Transcript("what time is it", "en")],
+        [["Hello", " there.", " It is", " noon", " now."]],
+    ).run(6.0)
+    assert [t.index for t in h.ticks] == list(range(150)), "one tick per 40 ms, indices never skip"
+    # The turn ends when the VAD confirms the end (2.5 s); tokens arrive 50 ms apart and the first
+    # sentence is certain when " It is" arrives (third token): queued at 2.65 s.
+    queued = h.first("first_audio_queued")
+    assert queued["at_s"] == pytest.approx(2.65)
+    assert queued["latency_s"] == pytest.approx(0.65)  # from the end of the user's speech at 2.0 s
+    speech_ticks = [t for t in h.ticks if t.is_speech]
+    first_index = speech_ticks[0].index
+    assert first_index == int(np.ceil(2.65 / TICK_S)), "the first speech tick is the next tick after queueing"
+    # Speech is contiguous, then idle again: "Hello there." = 2 words, "It is noon now." = 4 words,
+    # 0.2 s per word -> 1.2 s = 30 ticks.
+    assert [t.index for t in speech_ticks] == list(range(first_index, first_index + 30))
+    audio = np.concatenate([t.audio for t in speech_ticks])
+    expected = np.concatenate([h.tts.synthesize(s).audio.pcm for s in ("Hello there.", "It is noon now.")])
+    np.testing.assert_array_equal(audio, expected)  # pairing: exactly the TTS audio, in order
+    colours = [int(t.frame[0, 0, 0]) for t in speech_ticks]
+    assert colours == list(range(30)), "frame k of the reply plays with audio samples [640k, 640(k+1))"
+    assert all(len(t.audio) == SAMPLES_PER_FRAME for t in h.ticks)
+    assert not any(t.audio.any() for t in h.ticks if not t.is_speech), "silence when idle"
+    assert h.session.history == [
+        {"role": "user", "content": "what time is it"},
+        {"role": "assistant", "content": "Hello there. It is noon now."},
+    ]
+
+
+def test_barge_in_mid_reply_silences_the_next_tick_and_keeps_only_what_was_heard():
+    h = Harness(
+        speech(1.0, 2.0) + speech(3.5, 4.5),
+        [Transcript("tell me a story", "en"), Transcript("stop", "en")],
+        [["Once upon", " a time.", " There was", " a king", " who ruled", " a land."], ["Okay."]],
+    ).run(7.0)
+    interrupted = h.first("turn_interrupted")
+    assert interrupted["at_s"] == pytest.approx(3.7), "barge-in fires when the onset is confirmed"
+    after = [t for t in h.ticks if t.index * TICK_S >= 3.7]
+    assert after[0].turn_id != 1 and not after[0].audio.any(), "silent from the very next tick"
+    assert all(t.turn_id != 1 for t in after)
+    # Played: ticks 67 (2.68 s, the first after queueing at 2.65 s) .. 92 (3.68 s) = 26 ticks
+    # = 1.04 s. "Once upon a time." is 0.8 s; of "There was a king who ruled a land." (1.6 s)
+    # 0.24 s were heard: 1 of its 8 words.
+    assert h.playout.played_ticks(1) == 26
+    assert interrupted["heard"] == "Once upon a time. There"
+    assert h.session.history[:2] == [
+        {"role": "user", "content": "tell me a story"},
+        {"role": "assistant", "content": "Once upon a time. There"},
+    ]
+    assert h.session.history[2:] == [
+        {"role": "user", "content": "stop"},
+        {"role": "assistant", "content": "Okay."},
+    ]
+    assert h.llm.requests[1][-1] == {"role": "user", "content": "stop"}
+
+
+def test_barge_in_before_any_audio_does_not_hang_and_closes_the_llm_stream():
+    h = Harness(
+        speech(1.0, 1.5) + speech(2.2, 2.8),
+        [Transcript("hello", "en"), Transcript("", "en")],
+        [["Well", " let", " me", " think", " about", " that."], []],
+        token_delay_s=0.5,
+    ).run(5.0)
+    interrupted = h.first("turn_interrupted")
+    assert interrupted["heard"] == ""
+    assert interrupted["at_s"] == pytest.approx(2.4)
+    assert h.llm.closed_early == 1
+    assert not any(t.is_speech for t in h.ticks)
+    assert h.first("turn_ignored")["reason"] == "no words recognised"
+    assert h.session.history == [{"role": "user", "content": "hello"}]
+
+
+def test_explicit_interrupt_and_say():
+    async def main():
+        h = Harness([], [], [])
+        await h.session.say("One two three four five six seven eight.")
+        ticks = []
+        for k in range(40):
+            await h.clock.advance_to(k * TICK_S)
+            ticks.append(h.playout.next_tick())
+            if k == 10:
+                assert await h.session.interrupt("button")
+        assert not await h.session.interrupt("again"), "nothing left to interrupt"
+        spoken = [t for t in ticks if t.is_speech]
+        assert len(spoken) == 11 and not ticks[11].is_speech
+        assert h.session.history == [{"role": "assistant", "content": "One two"}]
+        await h.session.close()
+
+    asyncio.run(main())
+
+
+def test_heard_text_boundaries():
+    sentences = [("Hello there.", 6400), ("How are you today?", 19200)]
+    assert heard_text(sentences, 0) == ""
+    assert heard_text(sentences, 6400) == "Hello there."
+    assert heard_text(sentences, 6400 + 6400) == "Hello there. How are"
+    assert heard_text(sentences, 10**6) == "Hello there. How are you today?"
