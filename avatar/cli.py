@@ -92,6 +92,41 @@ def _build_parser() -> argparse.ArgumentParser:
     voice.add_argument("-o", "--output", type=Path, help="profile file (default: SAMPLE.voice.json)")
     voice.add_argument("--name", help="profile name (default: the sample's file name)")
 
+    serve = sub.add_parser("serve", help="talk to the avatar live in a browser (WebRTC)")
+    serve.add_argument(
+        "--photo", type=Path, default=Path("assets/sample_portrait.jpg"), help="portrait photo"
+    )
+    serve.add_argument(
+        "--size", type=int, default=512, help="longest side of the video in pixels (default 512)"
+    )
+    serve.add_argument("--face", type=int, help="which face when the photo has several (0 = largest)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--token", help="require 'Authorization: Bearer TOKEN' on /offer (default: env AVATAR_TOKEN)"
+    )
+    serve.add_argument(
+        "--llm",
+        choices=("stub", "answerer"),
+        default="stub",
+        help="stub: instant fixed reply (benchmarks); answerer: offline knowledge-base answers",
+    )
+    serve.add_argument(
+        "--knowledge",
+        type=Path,
+        action="append",
+        default=[],
+        help="FAQ / markdown / text file for --llm answerer (repeatable)",
+    )
+    serve.add_argument("--persona", default="Mona", help="the avatar's name")
+    serve.add_argument("--lang", choices=("en", "zh"), help="voice language (default: detected per sentence)")
+    serve.add_argument(
+        "--ice-server", action="append", default=[], help="STUN/TURN URL for clients behind NAT"
+    )
+    serve.add_argument("--max-sessions", type=int, default=8)
+
     preview = sub.add_parser("preview", help="draw the detected face and landmarks on the photo (PNG)")
     preview.add_argument("--photo", required=True, type=Path)
     preview.add_argument("--size", type=int)
@@ -200,6 +235,40 @@ def _cmd_voice_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from avatar.live_engines import LiveConfig, LiveEngines
+    from avatar.live_server import LiveServer
+
+    try:
+        from aiohttp import web
+    except ImportError as exc:
+        raise AvatarError("the live server needs the live extra", "pip install '.[live]'") from exc
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = LiveConfig(
+        photo_path=args.photo,
+        size_px=args.size,
+        face_index=args.face,
+        llm=args.llm,
+        knowledge_paths=tuple(args.knowledge),
+        persona_name=args.persona,
+        language=args.lang,
+    )
+    print(f"loading engines for {args.photo} ...", file=sys.stderr)
+    engines = LiveEngines(config).load()
+    token = args.token or os.environ.get("AVATAR_TOKEN") or None
+    server = LiveServer(
+        engines, token=token, ice_servers=tuple(args.ice_server), max_sessions=args.max_sessions
+    )
+    print(f"open http://{args.host}:{args.port}/ to talk to {args.persona}", file=sys.stderr)
+    try:
+        web.run_app(server.app(), host=args.host, port=args.port, print=None)
+    finally:
+        engines.close()
+    return 0
+
+
 def _cmd_preview(args: argparse.Namespace) -> int:
     from lipsync.avatar_assets import prepare_avatar
     from lipsync.preview import draw_preview
@@ -225,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch": _cmd_batch,
         "transcribe": _cmd_transcribe,
         "voice-profile": _cmd_voice_profile,
+        "serve": _cmd_serve,
         "preview": _cmd_preview,
     }
     if args.command not in commands:

@@ -1,0 +1,93 @@
+"""Engines of the live server: loaded once per process, shared by every session.
+
+Sessions run on one event loop, so blocking calls are serialised per engine with asyncio locks
+(Whisper must be called from one thread at a time, and on 2 cores parallel TTS calls would only
+slow each other down) and run in worker threads so pacing never stalls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from avatar.errors import InputError
+
+LLM_KINDS = ("stub", "answerer")
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    photo_path: Path
+    size_px: int | None = 512
+    face_index: int | None = None
+    llm: str = "stub"
+    knowledge_paths: tuple[Path, ...] = ()
+    persona_name: str = "Mona"
+    greeting: str | None = None
+    language: str | None = None  # TTS language; None = detect per sentence
+    barge_in_min_speech_ms: float = 200.0
+    end_of_turn_silence_ms: float = 500.0
+
+
+class LiveEngines:
+    """Shared engines plus per-engine locks."""
+
+    def __init__(self, config: LiveConfig) -> None:
+        if config.llm not in LLM_KINDS:
+            raise InputError(f"unknown --llm {config.llm!r}", f"use one of: {', '.join(LLM_KINDS)}")
+        if config.llm == "answerer" and not config.knowledge_paths:
+            raise InputError("--llm answerer needs --knowledge FILE", "e.g. assets/knowledge/shop_faq.md")
+        self.config = config
+        self.renderer = None
+        self.vad_model = None
+        self.asr = None
+        self.tts = None
+        self.llm = None
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def load(self) -> LiveEngines:
+        """Blocking: prepare the avatar and load every model (a few seconds)."""
+        from avatar.asr_whisper import WhisperASR
+        from avatar.vad_silero import SileroModel
+        from lipsync.avatar_assets import prepare_avatar
+        from lipsync.procedural_renderer import ProceduralRenderer
+        from voices.tts_select import TTSSelector
+
+        config = self.config
+        assets = prepare_avatar(config.photo_path, config.size_px, config.face_index)
+        self.renderer = ProceduralRenderer(assets)
+        self.vad_model = SileroModel()
+        self.asr = WhisperASR().load()
+        self.tts = TTSSelector()
+        self.tts.get(config.language or "en")
+        if config.llm == "answerer":
+            from avatar.offline_answerer import OfflineAnswerer
+
+            self.llm = OfflineAnswerer(
+                list(config.knowledge_paths), config.persona_name, config.greeting
+            ).load()
+        else:
+            from avatar.llm_stub import InstantReplyLLM
+
+            self.llm = InstantReplyLLM()
+        return self
+
+    def synthesize(self, text: str):
+        return self.tts.synthesize(text, self.config.language)
+
+    async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking engine call in a thread, one call at a time per engine."""
+        owner = getattr(fn, "__self__", None)
+        shared = owner is not None and (owner is self.asr or owner is self)  # Whisper, TTS (self.synthesize)
+        if not shared:  # per-session work (a session's own lip-sync) may run in parallel
+            return await asyncio.to_thread(fn, *args)
+        lock = self._locks.setdefault(type(owner).__name__, asyncio.Lock())
+        async with lock:
+            return await asyncio.to_thread(fn, *args)
+
+    def close(self) -> None:
+        if self.tts is not None:
+            self.tts.close()
