@@ -89,6 +89,8 @@ class ConversationSession:
         self._mic_samples = 0
         self._turn: Turn | None = None
         self._next_turn_id = 1
+        self._user_start_sample: int | None = None
+        self._speculation: tuple[int, int, asyncio.Task] | None = None
         self._closed = False
 
     # --- input ---------------------------------------------------------------------------------
@@ -98,13 +100,47 @@ class ConversationSession:
             return
         self._remember_mic(chunk.pcm.astype(np.float32))
         events = self.vad.process(chunk)
+        if any(event.kind == "speech_start" for event in events):
+            await self._cancel_speculation()  # the user went on talking: that guess is void
         for item in self.turn_detector.process(events, self.vad.settled_until_s):
             if isinstance(item, UserSpeechStarted):
+                self._user_start_sample = item.sample_index
                 self._emit("user_speech_started", at_s=item.at_s)
                 await self.interrupt("barge-in")
             elif isinstance(item, UserTurnEnded):
                 audio = self._mic_slice(item.start_sample, item.end_sample)
-                self._start_turn(audio, item.end_s)
+                self._start_turn(
+                    audio, item.end_s, self._take_speculation(item.start_sample, item.end_sample)
+                )
+                self._user_start_sample = None
+        ends = [event for event in events if event.kind == "speech_end"]
+        if ends and self.turn_detector.in_turn and self._user_start_sample is not None:
+            self._speculate(self._user_start_sample, ends[-1].sample_index)
+
+    # --- speculative recognition ---------------------------------------------------------------
+    # The VAD reports the end of speech after a short silence; the turn ends only after a longer
+    # one (a pause inside a sentence must not cut it). Recognising in between means the
+    # transcript is usually ready the moment the turn ends, which is most of the first-response
+    # latency. If the user goes on talking, the guess is cancelled and the whole turn recognised.
+    def _speculate(self, start_sample: int, end_sample: int) -> None:
+        audio = AudioChunk(self._mic_slice(start_sample, end_sample), AUDIO_RATE_HZ)
+        task = asyncio.get_running_loop().create_task(self.run_blocking(self.asr.transcribe, audio))
+        self._speculation = (start_sample, end_sample, task)
+
+    def _take_speculation(self, start_sample: int, end_sample: int) -> asyncio.Task | None:
+        speculation, self._speculation = self._speculation, None
+        if speculation is None:
+            return None
+        if speculation[:2] == (start_sample, end_sample):
+            return speculation[2]
+        speculation[2].cancel()  # a different range: recognise the real turn instead
+        return None
+
+    async def _cancel_speculation(self) -> None:
+        speculation, self._speculation = self._speculation, None
+        if speculation is not None:
+            speculation[2].cancel()
+            await asyncio.gather(speculation[2], return_exceptions=True)
 
     def _remember_mic(self, pcm: np.ndarray) -> None:
         self._mic = np.concatenate([self._mic, pcm])
@@ -120,11 +156,15 @@ class ConversationSession:
         return self._mic[a:b].copy()
 
     # --- turns ---------------------------------------------------------------------------------
-    def _start_turn(self, user_audio: np.ndarray, speech_end_s: float) -> Turn:
+    def _start_turn(
+        self, user_audio: np.ndarray, speech_end_s: float, transcript_task: asyncio.Task | None = None
+    ) -> Turn:
         turn = Turn(self._next_turn_id)
         self._next_turn_id += 1
         self._turn = turn
-        turn.task = asyncio.get_running_loop().create_task(self._run_turn(turn, user_audio, speech_end_s))
+        turn.task = asyncio.get_running_loop().create_task(
+            self._run_turn(turn, user_audio, speech_end_s, transcript_task)
+        )
         turn.task.add_done_callback(self._turn_done)
         return turn
 
@@ -144,10 +184,16 @@ class ConversationSession:
         turn.task.add_done_callback(self._turn_done)
         return turn
 
-    async def _run_turn(self, turn: Turn, user_audio: np.ndarray, speech_end_s: float) -> None:
-        transcript: Transcript = await self.run_blocking(
-            self.asr.transcribe, AudioChunk(user_audio, AUDIO_RATE_HZ)
-        )
+    async def _run_turn(
+        self, turn: Turn, user_audio: np.ndarray, speech_end_s: float, transcript_task: asyncio.Task | None
+    ) -> None:
+        if transcript_task is not None:
+            try:
+                transcript: Transcript = await transcript_task
+            finally:
+                transcript_task.cancel()  # no-op when done; frees it when this turn is cancelled
+        else:
+            transcript = await self.run_blocking(self.asr.transcribe, AudioChunk(user_audio, AUDIO_RATE_HZ))
         if not transcript.text.strip():
             self._emit("turn_ignored", turn_id=turn.turn_id, reason="no words recognised")
             return
@@ -253,6 +299,7 @@ class ConversationSession:
         if self._closed:
             return
         self._closed = True
+        await self._cancel_speculation()
         turn = self._turn
         if turn is not None and turn.task is not None and not turn.task.done():
             turn.task.cancel()

@@ -86,7 +86,14 @@ class LiveEngines:
             return await asyncio.to_thread(fn, *args)
         lock = self._locks.setdefault(type(owner).__name__, asyncio.Lock())
         async with lock:
-            return await asyncio.to_thread(fn, *args)
+            work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # A thread cannot be stopped: keep the engine locked until it is done, so a
+                # cancelled call (a void speculative ASR) never overlaps the next one.
+                await asyncio.wait([work])
+                raise
 
     def close(self) -> None:
         if self.tts is not None:

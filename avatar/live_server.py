@@ -23,6 +23,9 @@ from avatar.live_engines import LiveEngines
 log = logging.getLogger("avatar.live")
 STATIC_DIR = Path(__file__).with_name("static")
 MAX_OFFER_BYTES = 100_000
+# The VAD calls speech over after this much silence and the session starts recognising then;
+# the turn itself ends only after the full end-of-turn silence (a pause is not an end).
+SPECULATE_AFTER_SILENCE_MS = 200.0
 
 
 @dataclass
@@ -157,9 +160,12 @@ class LiveServer:
             vad=SileroVAD(
                 model=engines.vad_model,
                 min_speech_ms=config.barge_in_min_speech_ms,
-                min_silence_ms=config.end_of_turn_silence_ms,
+                min_silence_ms=SPECULATE_AFTER_SILENCE_MS,  # speculative recognition starts here
             ),
-            turn_detector=TurnDetector(min_turn_s=config.barge_in_min_speech_ms / 1000, end_silence_ms=0),
+            turn_detector=TurnDetector(
+                min_turn_s=config.barge_in_min_speech_ms / 1000,
+                end_silence_ms=config.end_of_turn_silence_ms,  # counted from the end of speech
+            ),
             asr=engines.asr,
             llm=engines.llm,
             tts=engines,

@@ -174,3 +174,22 @@ def test_heard_text_boundaries():
     assert heard_text(sentences, 6400) == "Hello there."
     assert heard_text(sentences, 6400 + 6400) == "Hello there. How are"
     assert heard_text(sentences, 10**6) == "Hello there. How are you today?"
+
+
+def test_recognition_starts_speculatively_and_is_reused_or_discarded():
+    """VAD says 'speech over' after 200 ms of silence, the turn ends after 500 ms: ASR runs in between."""
+
+    def harness(vad_events):
+        h = Harness(vad_events, [Transcript("first guess", "en"), Transcript("whole turn", "en")], [["Ok."]])
+        h.session.turn_detector = TurnDetector(min_turn_s=0.2, end_silence_ms=500)
+        return h
+
+    # One sentence: speech 1.0-2.0 s, VAD end confirmed at 2.2 s, turn end at 2.5 s.
+    h = harness(speech(1.0, 2.0, hangover_s=0.2)).run(4.0)
+    assert len(h.session.asr.calls) == 1, "the speculative transcript was reused"
+    assert len(h.session.asr.calls[0].pcm) == 16000  # exactly the 1.0 s of speech
+    assert h.session.history[0] == {"role": "user", "content": "first guess"}
+    # The user pauses 0.3 s and goes on: the guess is discarded and the whole turn recognised.
+    h = harness(speech(1.0, 2.0, hangover_s=0.2) + speech(2.3, 3.0, hangover_s=0.2)).run(5.0)
+    assert [len(c.pcm) for c in h.session.asr.calls] == [16000, 32000]
+    assert h.session.history[0] == {"role": "user", "content": "whole turn"}
