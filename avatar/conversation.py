@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from avatar.av_output import AUDIO_RATE_HZ, AVOutputQueue, AVPlayout, AVSegment
+from avatar.av_output import AUDIO_RATE_HZ, SAMPLES_PER_FRAME, AVOutputQueue, AVPlayout, AVSegment
 from avatar.clock import Clock
 from avatar.sentence_stream import SentenceStream, SpokenSentence
 from avatar.turn_detector import UserSpeechStarted, UserTurnEnded
@@ -24,7 +24,8 @@ from avatar.types import AudioChunk, Transcript
 
 EventSink = Callable[[dict[str, Any]], None]
 RunBlocking = Callable[..., Awaitable[Any]]
-MAX_USER_AUDIO_S = 60.0  # microphone history kept for cutting turns
+MAX_USER_AUDIO_S = 60.0
+DRAW_BATCH_FRAMES = 8  # 0.32 s of video per hand-over: small enough to start playback early  # microphone history kept for cutting turns
 
 
 @dataclass
@@ -238,17 +239,22 @@ class ConversationSession:
         self.lipsync.set_expression(sentence.emotion)
         self._emit("avatar_sentence", turn_id=turn.turn_id, text=sentence.text, emotion=sentence.emotion)
         speech = await self.run_blocking(self.tts.synthesize, sentence.text)
-        pcm, frames = await self.run_blocking(self.lipsync.push, speech)
+        pcm, weights = await self.run_blocking(self.lipsync.prepare, speech)
         turn.sentences.append(
             (
                 sentence.text,
                 turn.queued_samples + len(speech.audio.pcm) * AUDIO_RATE_HZ // speech.audio.sample_rate_hz,
             )
         )
-        if frames:
+        # Draw and queue in small batches: playback of a sentence starts after its first
+        # batch is drawn, not after the whole sentence.
+        for start in range(0, len(weights), DRAW_BATCH_FRAMES):
+            rows = weights[start : start + DRAW_BATCH_FRAMES]
+            frames = await self.run_blocking(self.lipsync.draw, rows)
             first = turn.queued_samples == 0
-            await self.queue.put(AVSegment(turn.turn_id, pcm, frames))
-            turn.queued_samples += len(pcm)
+            audio = pcm[start * SAMPLES_PER_FRAME : (start + len(rows)) * SAMPLES_PER_FRAME]
+            await self.queue.put(AVSegment(turn.turn_id, audio, frames))
+            turn.queued_samples += len(audio)
             if first:
                 self._emit(
                     "first_audio_queued", turn_id=turn.turn_id, latency_s=self.clock.now_s() - started_s

@@ -94,19 +94,25 @@ class FlatLipSync:
         self.emotions: list[str] = []
         self._pending = np.zeros(0, np.float32)
 
-    def _frames(self, count: int) -> list[np.ndarray]:
-        frames = [np.full((8, 8, 3), (self.next_frame + k) % 256, np.uint8) for k in range(count)]
-        self.next_frame += count
-        return frames
-
     def set_expression(self, emotion: str) -> None:
         self.emotions.append(emotion)
 
     def push(self, speech: Speech) -> tuple[np.ndarray, list[np.ndarray]]:
+        audio, rows = self.prepare(speech)
+        return audio, self.draw(rows)
+
+    def prepare(self, speech: Speech) -> tuple[np.ndarray, np.ndarray]:
+        """Audio of the whole frames, and one 'weight row' per frame: its session frame index."""
         audio = np.concatenate([self._pending, speech.audio.pcm.astype(np.float32)])
         whole = len(audio) // self.samples_per_frame * self.samples_per_frame
         self._pending = audio[whole:]
-        return audio[:whole], self._frames(whole // self.samples_per_frame)
+        count = whole // self.samples_per_frame
+        rows = np.arange(self.next_frame, self.next_frame + count)
+        self.next_frame += count
+        return audio[:whole], rows
+
+    def draw(self, rows: np.ndarray) -> list[np.ndarray]:
+        return [np.full((8, 8, 3), int(row) % 256, np.uint8) for row in rows]
 
     def flush(self) -> tuple[np.ndarray, list[np.ndarray]]:
         if not len(self._pending):
@@ -114,7 +120,8 @@ class FlatLipSync:
         padded = np.zeros(self.samples_per_frame, np.float32)
         padded[: len(self._pending)] = self._pending
         self._pending = np.zeros(0, np.float32)
-        return padded, self._frames(1)
+        self.next_frame += 1
+        return padded, self.draw(np.array([self.next_frame - 1]))
 
     def reset(self) -> None:
         self._pending = np.zeros(0, np.float32)

@@ -57,7 +57,16 @@ class StreamingLipSync:
         return rows
 
     def push(self, speech: Speech) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Render the whole frames this chunk completes: (audio, frames), len(audio) == 640 * len(frames).
+        """Render the whole frames this chunk completes: (audio, frames), len(audio) == 640 * len(frames)."""
+        audio, weights = self.prepare(speech)
+        return audio, self.draw(weights)
+
+    def prepare(self, speech: Speech) -> tuple[np.ndarray, np.ndarray]:
+        """Plan (cheap) the whole frames this chunk completes: (audio, one weight row per frame).
+
+        Planning a whole sentence at once keeps its loudness normalisation and co-articulation
+        consistent; `draw` can then render the rows in small batches so playback starts after
+        the first batch instead of the whole sentence.
 
         Samples that do not complete a frame wait for the next chunk (or `flush`), so consecutive
         chunks join without gaps or clicks.
@@ -73,12 +82,12 @@ class StreamingLipSync:
             whole = len(audio) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME
             self._pending = audio[whole:]
         if whole == 0:
-            return np.zeros(0, np.float32), []
+            return np.zeros(0, np.float32), np.zeros((0, len(BASIS_NAMES)), np.float32)
         # Phoneme times are relative to this chunk; the carried samples play first.
         phonemes = tuple(
             type(p)(p.phoneme, p.start_s + offset_s, p.end_s + offset_s) for p in speech.phonemes
         )
-        return self._render(
+        return self._plan(
             Speech(AudioChunk(audio[:whole], OUTPUT_RATE_HZ), speech.text, speech.language, phonemes)
         )
 
@@ -90,7 +99,8 @@ class StreamingLipSync:
             padded = np.zeros(SAMPLES_PER_FRAME, np.float32)
             padded[: len(self._pending)] = self._pending
             self._pending = np.zeros(0, np.float32)
-        return self._render(Speech(AudioChunk(padded, OUTPUT_RATE_HZ)))
+        audio, weights = self._plan(Speech(AudioChunk(padded, OUTPUT_RATE_HZ)))
+        return audio, self.draw(weights)
 
     def reset(self) -> None:
         """Barge-in: forget carried audio; the face keeps its timeline and closes its mouth next frame."""
@@ -107,7 +117,11 @@ class StreamingLipSync:
                 self.next_frame += 1
         return self.renderer.draw(weights[0])
 
-    def _render(self, speech: Speech) -> tuple[np.ndarray, list[np.ndarray]]:
+    def draw(self, weights: np.ndarray) -> list[np.ndarray]:
+        """Frames for planned weight rows (thread-safe; the heavy part of rendering)."""
+        return [self.renderer.draw(row) for row in weights]
+
+    def _plan(self, speech: Speech) -> tuple[np.ndarray, np.ndarray]:
         count = len(speech.audio.pcm) // SAMPLES_PER_FRAME
         with self._lock:
             weights = self._expression_rows(count)
@@ -115,4 +129,4 @@ class StreamingLipSync:
             self.next_frame += count
             energy = self.renderer.add_mouth(weights, speech)
             self.renderer.add_idle_motion(weights, start_frame, self.motion, energy)
-        return speech.audio.pcm, [self.renderer.draw(row) for row in weights]
+        return speech.audio.pcm, weights
