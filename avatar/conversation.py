@@ -34,6 +34,8 @@ class Turn:
 
     turn_id: int
     user_text: str = ""
+    user_start_sample: int | None = None  # where the user's utterance began in the mic stream
+    user_history_index: int | None = None
     sentences: list[tuple[str, int]] = field(default_factory=list)  # (text, turn sample where it ends)
     queued_samples: int = 0
     task: asyncio.Task | None = None
@@ -91,6 +93,7 @@ class ConversationSession:
         self._turn: Turn | None = None
         self._next_turn_id = 1
         self._user_start_sample: int | None = None
+        self._resume_from_sample: int | None = None  # an unheard reply's utterance continues
         self._speculation: tuple[int, int, asyncio.Task] | None = None
         self._closed = False
 
@@ -105,14 +108,22 @@ class ConversationSession:
             await self._cancel_speculation()  # the user went on talking: that guess is void
         for item in self.turn_detector.process(events, self.vad.settled_until_s):
             if isinstance(item, UserSpeechStarted):
-                self._user_start_sample = item.sample_index
-                self._emit("user_speech_started", at_s=item.at_s)
+                self._emit("user_speech_started", at_s=self._clock_time(item.at_s))
                 await self.interrupt("barge-in")
+                # After a pause that only looked like the end (the reply had not been heard yet),
+                # the new speech continues the same utterance: recognise it all together.
+                start = item.sample_index
+                if self._resume_from_sample is not None:
+                    start = min(start, self._resume_from_sample)
+                    self._resume_from_sample = None
+                self._user_start_sample = start
             elif isinstance(item, UserTurnEnded):
-                audio = self._mic_slice(item.start_sample, item.end_sample)
-                self._start_turn(
-                    audio, item.end_s, self._take_speculation(item.start_sample, item.end_sample)
+                start = self._user_start_sample if self._user_start_sample is not None else item.start_sample
+                audio = self._mic_slice(start, item.end_sample)
+                turn = self._start_turn(
+                    audio, self._clock_time(item.end_s), self._take_speculation(start, item.end_sample)
                 )
+                turn.user_start_sample = start
                 self._user_start_sample = None
         ends = [event for event in events if event.kind == "speech_end"]
         if ends and self.turn_detector.in_turn and self._user_start_sample is not None:
@@ -142,6 +153,13 @@ class ConversationSession:
         if speculation is not None:
             speculation[2].cancel()
             await asyncio.gather(speculation[2], return_exceptions=True)
+
+    def _clock_time(self, stream_time_s: float) -> float:
+        """Session-clock time of a moment in the microphone stream (VAD/turn times are stream times).
+
+        The audio received so far ends "now", so a stream time maps back by the difference.
+        """
+        return self.clock.now_s() - (self._mic_samples / AUDIO_RATE_HZ - stream_time_s)
 
     def _remember_mic(self, pcm: np.ndarray) -> None:
         self._mic = np.concatenate([self._mic, pcm])
@@ -207,7 +225,7 @@ class ConversationSession:
             emotion=transcript.emotion,
             events=list(transcript.events),
         )
-        self._append_history({"role": "user", "content": _user_content(transcript)})
+        turn.user_history_index = self._append_history({"role": "user", "content": _user_content(transcript)})
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         messages += self.history
         await self._speak_stream(turn, self.llm.stream(messages), speech_end_s)
@@ -288,6 +306,15 @@ class ConversationSession:
         self.lipsync.reset()
         played = self.playout.played_samples(turn.turn_id)
         heard = heard_text(turn.sentences, played)
+        if played == 0 and turn.user_start_sample is not None and reason == "barge-in":
+            # Nothing was heard yet: the user only paused. Forget this turn's user message and
+            # let the next turn recognise the whole utterance from its start.
+            self._resume_from_sample = turn.user_start_sample
+            if turn.user_history_index is not None:
+                del self.history[turn.user_history_index]
+                turn.user_history_index = None
+                if turn.history_index is not None:
+                    turn.history_index -= 1
         if turn.history_index is not None and heard:
             self.history[turn.history_index]["content"] = heard
         elif turn.history_index is not None:  # rendered but nothing heard: as if never said

@@ -133,20 +133,25 @@ def test_barge_in_mid_reply_silences_the_next_tick_and_keeps_only_what_was_heard
     assert h.llm.requests[1][-1] == {"role": "user", "content": "stop"}
 
 
-def test_barge_in_before_any_audio_does_not_hang_and_closes_the_llm_stream():
+def test_barge_in_before_any_audio_does_not_hang_and_the_utterance_is_recognised_whole():
+    """A pause long enough to end the turn, then more words before the reply was heard: the
+    unheard reply is cancelled (LLM stream closed) and the next turn recognises both parts."""
     h = Harness(
         speech(1.0, 1.5) + speech(2.2, 2.8),
-        [Transcript("hello", "en"), Transcript("", "en")],
-        [["Well", " let", " me", " think", " about", " that."], []],
+        [Transcript("hello", "en"), Transcript("hello there how are you", "en")],
+        [["Well", " let", " me", " think", " about", " that."], ["Fine."]],
         token_delay_s=0.5,
-    ).run(5.0)
+    ).run(6.0)
     interrupted = h.first("turn_interrupted")
     assert interrupted["heard"] == ""
     assert interrupted["at_s"] == pytest.approx(2.4)
     assert h.llm.closed_early == 1
-    assert not any(t.is_speech for t in h.ticks)
-    assert h.first("turn_ignored")["reason"] == "no words recognised"
-    assert h.session.history == [{"role": "user", "content": "hello"}]
+    assert [len(call.pcm) for call in h.session.asr.calls] == [8000, 28800]  # 1.0-1.5 s, then 1.0-2.8 s
+    assert h.session.history == [
+        {"role": "user", "content": "hello there how are you"},
+        {"role": "assistant", "content": "Fine."},
+    ]
+    assert not any(t.turn_id == 1 for t in h.ticks), "the cancelled reply never played"
 
 
 def test_explicit_interrupt_and_say():
