@@ -21,6 +21,7 @@ $(CORE_STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
 $(DEV_STAMP): $(CORE_STAMP)
 	$(PIP) -e '.[dev,eval,live,answerer]'
 	bash scripts/setup_zh_tts.sh
+	bash scripts/install_browser.sh
 	touch $@
 
 setup: $(CORE_STAMP)

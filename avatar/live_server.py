@@ -94,6 +94,8 @@ class LiveServer:
                 "sessions": len(self.sessions),
                 "max_sessions": self.max_sessions,
                 "avatar": config.photo_path.name,
+                "persona": config.persona_name,
+                "ice_servers": list(self.ice_servers),
                 "llm": config.llm,
                 "token_required": bool(self.token),
             }
@@ -189,6 +191,8 @@ class LiveServer:
                     "at_s": clock.now_s(),
                     "session_id": session_id,
                     "avatar": config.photo_path.name,
+                    "persona": config.persona_name,
+                    "ice_servers": list(self.ice_servers),
                 }
             )
 

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install headless Chromium (for the live page's browser test) and CJK fonts, only when missing.
+# Debian/Ubuntu packages through apt, like ensure_system_packages.sh; idempotent, safe to re-run.
+set -euo pipefail
+missing=()
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  missing+=(chromium)
+fi
+if command -v fc-list >/dev/null 2>&1; then
+  fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-noto-cjk)
+elif ! dpkg-query -W -f='${Status}' fonts-noto-cjk 2>/dev/null | grep -q 'install ok installed'; then
+  missing+=(fonts-noto-cjk)
+fi
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "error: please install these system packages yourself: ${missing[*]}" >&2
+  exit 1
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "installing system packages: ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
