@@ -127,6 +127,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--max-sessions", type=int, default=8)
 
+    sub.add_parser("probe", help="measure a running server with a headless WebRTC client", add_help=False)
+
     preview = sub.add_parser("preview", help="draw the detected face and landmarks on the photo (PNG)")
     preview.add_argument("--photo", required=True, type=Path)
     preview.add_argument("--size", type=int)
@@ -255,6 +257,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         persona_name=args.persona,
         language=args.lang,
     )
+    from avatar.loopback_ice import install_from_env
+
+    install_from_env()  # AVATAR_LOOPBACK_ONLY=1: ICE on 127.0.0.1 only (tests, benchmarks)
     print(f"loading engines for {args.photo} ...", file=sys.stderr)
     engines = LiveEngines(config).load()
     token = args.token or os.environ.get("AVATAR_TOKEN") or None
@@ -282,6 +287,11 @@ def _cmd_preview(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    if argv and argv[0] == "probe":  # the probe has its own parser (it is also a library entry)
+        from avatar.live_probe import probe_main
+
+        return probe_main(argv[1:])
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.version:
