@@ -76,6 +76,7 @@ class ConversationSession:
         playout: AVPlayout,
         clock: Clock,
         system_prompt: str = "",
+        language: str | None = None,
         max_history_messages: int = 20,
         run_blocking: RunBlocking = asyncio.to_thread,
         on_event: EventSink | None = None,
@@ -83,6 +84,9 @@ class ConversationSession:
         self.vad, self.turn_detector, self.asr, self.llm, self.tts = vad, turn_detector, asr, llm, tts
         self.lipsync, self.queue, self.playout, self.clock = lipsync, queue, playout, clock
         self.system_prompt = system_prompt
+        # Whisper's language detection is a second encoder pass (~0.5 s on 2 cores): after the
+        # first turn the session passes the language it heard as a hint (or the configured one).
+        self.language = language
         self.max_history_messages = max_history_messages
         self.run_blocking = run_blocking
         self.on_event = on_event or (lambda event: None)
@@ -136,7 +140,9 @@ class ConversationSession:
     # latency. If the user goes on talking, the guess is cancelled and the whole turn recognised.
     def _speculate(self, start_sample: int, end_sample: int) -> None:
         audio = AudioChunk(self._mic_slice(start_sample, end_sample), AUDIO_RATE_HZ)
-        task = asyncio.get_running_loop().create_task(self.run_blocking(self.asr.transcribe, audio))
+        task = asyncio.get_running_loop().create_task(
+            self.run_blocking(self.asr.transcribe, audio, self.language)
+        )
         self._speculation = (start_sample, end_sample, task)
 
     def _take_speculation(self, start_sample: int, end_sample: int) -> asyncio.Task | None:
@@ -212,11 +218,14 @@ class ConversationSession:
             finally:
                 transcript_task.cancel()  # no-op when done; frees it when this turn is cancelled
         else:
-            transcript = await self.run_blocking(self.asr.transcribe, AudioChunk(user_audio, AUDIO_RATE_HZ))
+            transcript = await self.run_blocking(
+                self.asr.transcribe, AudioChunk(user_audio, AUDIO_RATE_HZ), self.language
+            )
         if not transcript.text.strip():
             self._emit("turn_ignored", turn_id=turn.turn_id, reason="no words recognised")
             return
         turn.user_text = transcript.text
+        self.language = transcript.language or self.language
         self._emit(
             "user_transcript",
             turn_id=turn.turn_id,

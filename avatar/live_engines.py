@@ -60,7 +60,7 @@ class LiveEngines:
         assets = prepare_avatar(config.photo_path, config.size_px, config.face_index)
         self.renderer = ProceduralRenderer(assets)
         self.vad_model = SileroModel()
-        self.asr = WhisperASR().load()
+        self.asr = WhisperASR(beam_size=1).load()  # greedy: ~0.1 s faster per turn, same words on our tests
         self.tts = TTSSelector()
         self.tts.get(config.language or "en")
         if config.llm == "answerer":

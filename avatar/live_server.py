@@ -176,6 +176,7 @@ class LiveServer:
             playout=playout,
             clock=clock,
             system_prompt=f"You are {config.persona_name}, a friendly talking avatar.",
+            language=config.language,
             run_blocking=engines.run_blocking,
             on_event=send_event,
         )

@@ -38,9 +38,11 @@ class ScriptedASR:
     def __init__(self, transcripts: Sequence[Transcript]) -> None:
         self._transcripts = list(transcripts)
         self.calls: list[AudioChunk] = []
+        self.language_hints: list[str | None] = []
 
     def transcribe(self, audio: AudioChunk, language: str | None = None) -> Transcript:
         self.calls.append(audio)
+        self.language_hints.append(language)
         return self._transcripts.pop(0)
 
 

@@ -131,6 +131,7 @@ def test_barge_in_mid_reply_silences_the_next_tick_and_keeps_only_what_was_heard
         {"role": "assistant", "content": "Okay."},
     ]
     assert h.llm.requests[1][-1] == {"role": "user", "content": "stop"}
+    assert h.session.asr.language_hints == [None, "en"], "the first turn's language is reused as a hint"
 
 
 def test_barge_in_before_any_audio_does_not_hang_and_the_utterance_is_recognised_whole():
