@@ -11,15 +11,4 @@ if command -v fc-list >/dev/null 2>&1; then
 elif ! dpkg-query -W -f='${Status}' fonts-noto-cjk 2>/dev/null | grep -q 'install ok installed'; then
   missing+=(fonts-noto-cjk)
 fi
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
-fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "error: please install these system packages yourself: ${missing[*]}" >&2
-  exit 1
-fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-echo "installing system packages: ${missing[*]}"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+bash "$(dirname "$0")/apt_install.sh" "${missing[@]}"
