@@ -418,12 +418,15 @@ class LiveProbe:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        # Close the connection first: that ends the received tracks, so the receive loops return
+        # on their own instead of being cancelled in the middle of a track read.
+        if self._pc is not None:
+            await asyncio.wait_for(self._pc.close(), timeout=10.0)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self._pc is not None:
-            await asyncio.wait_for(self._pc.close(), timeout=10.0)
+        if tasks:
+            await asyncio.wait(tasks, timeout=10.0)
 
     def send_event(self, event: dict) -> None:
         if self._channel is not None and self._channel.readyState == "open":

@@ -361,6 +361,11 @@ async def _token_flow(devtools_port: int, url: str) -> list[str]:
     """Connect without a token, with a wrong one, then the right one; returns the errors shown."""
     shown = []
     async with _page(devtools_port, url) as tools:
+        # The page asks /health whether a token is needed right after loading: wait for it.
+        for _ in range(100):
+            if await tools.js("document.getElementById('tokenBox').classList.contains('show')"):
+                break
+            await asyncio.sleep(0.1)
         assert await tools.js("document.getElementById('tokenBox').classList.contains('show')")
         for token in ("", "wrong-token"):
             await tools.js(f"document.getElementById('token').value = {json.dumps(token)}")
