@@ -35,12 +35,12 @@ class Turn:
     turn_id: int
     user_text: str = ""
     user_start_sample: int | None = None  # where the user's utterance began in the mic stream
-    user_history_index: int | None = None
+    user_message: dict[str, str] | None = None  # its entries in the history, kept by reference
     sentences: list[tuple[str, int]] = field(default_factory=list)  # (text, turn sample where it ends)
     queued_samples: int = 0
     task: asyncio.Task | None = None
     finished: bool = False
-    history_index: int | None = None  # where its assistant message sits in the history
+    assistant_message: dict[str, str] | None = None
 
 
 def heard_text(sentences: list[tuple[str, int]], played_samples: int) -> str:
@@ -234,7 +234,7 @@ class ConversationSession:
             emotion=transcript.emotion,
             events=list(transcript.events),
         )
-        turn.user_history_index = self._append_history({"role": "user", "content": _user_content(transcript)})
+        turn.user_message = self._append_history({"role": "user", "content": _user_content(transcript)})
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         messages += self.history
         await self._speak_stream(turn, self.llm.stream(messages), speech_end_s)
@@ -259,7 +259,7 @@ class ConversationSession:
                 await aclose()  # closes the LLM stream (HTTP response) on barge-in too
         turn.finished = True
         text = " ".join(text for text, _ in turn.sentences)
-        turn.history_index = self._append_history({"role": "assistant", "content": text})
+        turn.assistant_message = self._append_history({"role": "assistant", "content": text})
         self._emit("turn_rendered", turn_id=turn.turn_id, text=text)
 
     async def _speak(self, turn: Turn, sentence: SpokenSentence, started_s: float) -> None:
@@ -319,18 +319,15 @@ class ConversationSession:
             # Nothing was heard yet: the user only paused. Forget this turn's user message and
             # let the next turn recognise the whole utterance from its start.
             self._resume_from_sample = turn.user_start_sample
-            if turn.user_history_index is not None:
-                del self.history[turn.user_history_index]
-                turn.user_history_index = None
-                if turn.history_index is not None:
-                    turn.history_index -= 1
-        if turn.history_index is not None and heard:
-            self.history[turn.history_index]["content"] = heard
-        elif turn.history_index is not None:  # rendered but nothing heard: as if never said
-            del self.history[turn.history_index]
-            turn.history_index = None
+            self._remove_history(turn.user_message)
+            turn.user_message = None
+        if turn.assistant_message is not None and heard:
+            turn.assistant_message["content"] = heard
+        elif turn.assistant_message is not None:  # rendered but nothing heard: as if never said
+            self._remove_history(turn.assistant_message)
+            turn.assistant_message = None
         elif heard:
-            turn.history_index = self._append_history({"role": "assistant", "content": heard})
+            turn.assistant_message = self._append_history({"role": "assistant", "content": heard})
         self._emit(
             "turn_interrupted", turn_id=turn.turn_id, reason=reason, heard=heard, dropped_ticks=dropped
         )
@@ -349,15 +346,22 @@ class ConversationSession:
         self.queue.flush(turn.turn_id if turn else None)
 
     # --- helpers -------------------------------------------------------------------------------
-    def _append_history(self, message: dict[str, str]) -> int:
+    def _append_history(self, message: dict[str, str]) -> dict[str, str]:
+        """Append, dropping the oldest messages beyond the bound; returns the message itself.
+
+        Turns keep references to their messages, not indices, so trimming the front of the
+        history never makes a later edit (barge-in truncation) hit the wrong message.
+        """
         self.history.append(message)
-        overflow = len(self.history) - self.max_history_messages
-        if overflow > 0:
-            del self.history[:overflow]
-            for turn in (self._turn,):
-                if turn is not None and turn.history_index is not None:
-                    turn.history_index -= overflow
-        return len(self.history) - 1
+        del self.history[: max(len(self.history) - self.max_history_messages, 0)]
+        return message
+
+    def _remove_history(self, message: dict[str, str] | None) -> None:
+        """Remove this very message (by identity: an equal earlier message stays)."""
+        for index, candidate in enumerate(self.history):
+            if candidate is message:
+                del self.history[index]
+                return
 
     def _emit(self, kind: str, **fields: Any) -> None:
         self.on_event({"type": kind, "at_s": self.clock.now_s(), **fields})

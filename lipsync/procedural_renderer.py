@@ -131,13 +131,6 @@ class ProceduralRenderer:
         for weights in self.plan(speech, emotion_spans):
             yield self.draw(weights)
 
-    def idle_weights(self, frame_count: int, emotion: str = "neutral") -> np.ndarray:
-        """Weights for silent idle motion (blinks, breathing sway) in the given expression."""
-        silence = np.zeros(frame_count * 640, np.float32)
-        from avatar.types import AudioChunk
-
-        return self.plan(Speech(AudioChunk(silence, 16000)), [(0.0, frame_count / self.fps, emotion)])
-
 
 def zero_weights() -> np.ndarray:
     return np.zeros(len(BASIS_NAMES), np.float32)
