@@ -4,7 +4,9 @@ Normalisation decides what counts as an error, so it is explicit: lower case, pu
 (ASCII and CJK) removed, whitespace collapsed. It does NOT convert Traditional to Simplified
 characters: `WhisperASR` already returns Simplified Mandarin (OpenCC t2s), and a metric that
 silently forgave script differences would hide an ASR that answers in the wrong script.
-Numbers are not spelled out either; pick test sentences without digits.
+Whisper writes spoken Chinese numbers as digits ("六点" is heard as "6点"), so for Chinese text
+whole numbers in Arabic digits are read out as Chinese numerals before characters are compared;
+English numbers are not spelled out, so pick English test sentences without digits.
 """
 
 from __future__ import annotations
@@ -50,9 +52,61 @@ def words(text: str) -> list[str]:
     return normalize_text(text).split()
 
 
+_CHINESE_DIGITS = "零一二三四五六七八九"
+_CHINESE_UNITS = ((1000, "千"), (100, "百"), (10, "十"))
+
+
+def chinese_numeral(number: int) -> str:
+    """How a whole number 0-99999 is written in Chinese characters (6 -> 六, 12 -> 十二, 105 -> 一百零五)."""
+    if not 0 <= number <= 99999:
+        raise ValueError(f"number out of range 0-99999: {number}")
+    if number < 10:
+        return _CHINESE_DIGITS[number]
+    if number >= 10000:
+        high, rest = divmod(number, 10000)
+        tail = "" if rest == 0 else ("零" if rest < 1000 else "") + chinese_numeral(rest)
+        return chinese_numeral(high) + "万" + tail
+    parts: list[str] = []
+    rest = number
+    pending_zero = False
+    for value, unit in _CHINESE_UNITS:
+        digit, rest = divmod(rest, value)
+        if digit:
+            if pending_zero:
+                parts.append("零")
+            parts.append(_CHINESE_DIGITS[digit] + unit)
+            pending_zero = False
+        elif parts:
+            pending_zero = True
+    if rest:
+        if pending_zero:
+            parts.append("零")
+        parts.append(_CHINESE_DIGITS[rest])
+    text = "".join(parts)
+    return text[1:] if text.startswith("一十") else text  # 十二, not 一十二
+
+
+def spell_numbers_chinese(text: str) -> str:
+    """Replace whole numbers written in digits by Chinese numerals; longer digit runs are read digit by digit."""
+
+    def spell(match: re.Match[str]) -> str:
+        digits = match.group(0)
+        if len(digits) > 5 or (len(digits) > 1 and digits.startswith("0")):
+            return "".join(_CHINESE_DIGITS[int(d)] for d in digits)
+        return chinese_numeral(int(digits))
+
+    return re.sub(r"[0-9]+", spell, text)
+
+
 def characters(text: str) -> list[str]:
-    """Characters without spaces: the unit for Chinese, where words are not delimited."""
-    return [ch for ch in normalize_text(text) if not ch.isspace()]
+    """Characters without spaces: the unit for Chinese, where words are not delimited.
+
+    In text containing Chinese, digits are spelled as Chinese numerals first (see module docstring).
+    """
+    normalized = normalize_text(text)
+    if has_cjk(normalized):
+        normalized = spell_numbers_chinese(normalized)
+    return [ch for ch in normalized if not ch.isspace()]
 
 
 def wer(reference: str, hypothesis: str) -> float:
