@@ -12,12 +12,21 @@ CPU settings, chosen for the 2-8 core machines this toolkit targets:
   negligible accuracy change for Whisper (CTranslate2 benchmarks), and half the memory.
 - cpu_threads min(4, cores): Whisper base saturates around 4 threads; leaving the other cores
   free keeps rendering and audio I/O responsive in the live mode.
+
+Short windows for live turns (`short_window=True`): Whisper's encoder is normally fed a 30 s
+window however short the speech, and that encoder pass is most of the cost (about 450 ms of the
+~700 ms per 3 s question on 2 cores). CTranslate2 accepts shorter windows, so a spoken turn is
+zero-padded to max(6 s, length + 1 s) instead: about 100 ms per question, with the same words on
+our 20 synthesized test sentences (WER 0.0%, CER 2.7% either way) and near-identical text on the
+recorded eval clips. Below ~5 s of window Whisper starts dropping words, hence the 6 s floor.
+Language detection then reads the same short encoding (no second pass).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +53,12 @@ SIDE_FILE_SHA256 = {
     "vocabulary.txt": "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
 }
 _STAMP_NAME = "model.bin.sha256"
+
+SHORT_WINDOW_MIN_S = 6.0
+SHORT_WINDOW_PAD_S = 1.0
+SHORT_WINDOW_MAX_AUDIO_S = 24.0  # longer turns take the normal 30 s sliding-window path
+TOKENS_PER_SECOND_LIMIT = 15  # generous for speech (~4 tokens/s English, ~6 Chinese); stops loops
+_CJK_GAP = re.compile(r"(?<=[\u3400-\u9fff\uf900-\ufaff])\s+(?=[\u3400-\u9fff\uf900-\ufaff])")
 
 # Whisper writes Mandarin in Traditional or Simplified characters, whichever it guesses (the
 # eval clip 广州市房地产... comes back as 廣州市...). A Simplified `initial_prompt` is the usual
@@ -170,6 +185,7 @@ class WhisperASR:
         compute_type: str = "int8",
         beam_size: int = 5,
         simplified_chinese: bool = True,
+        short_window: bool = False,
     ) -> None:
         self.cache_dir = cache_dir
         self.simplified_chinese = simplified_chinese
@@ -177,6 +193,7 @@ class WhisperASR:
         self.cpu_threads = cpu_threads or min(4, os.cpu_count() or 1)
         self.compute_type = compute_type
         self.beam_size = beam_size
+        self.short_window = short_window
         self._model = None
 
     def load(self) -> WhisperASR:
@@ -203,6 +220,10 @@ class WhisperASR:
 
     def transcribe(self, audio: AudioChunk, language: str | None = None) -> Transcript:
         """Recognise `audio`; `language` ("en", "zh", ...) skips detection when known."""
+        if self.short_window:
+            pcm = _to_whisper_input(audio)
+            if len(pcm) <= SHORT_WINDOW_MAX_AUDIO_S * WHISPER_SAMPLE_RATE_HZ:
+                return self._transcribe_short(pcm, language)
         segments, detected = self._run(audio, language, word_timestamps=False)
         text = self._join_segments([segment.text for segment in segments], detected)
         return Transcript(text=text, language=detected)
@@ -228,6 +249,40 @@ class WhisperASR:
         )
         text = self._join_segments([segment.text for segment in segments], detected)
         return Transcript(text=text, language=detected), words
+
+    def _transcribe_short(self, pcm: np.ndarray, language: str | None) -> Transcript:
+        """One encoder pass over a window just longer than the speech (see module docstring)."""
+        import ctranslate2
+        from faster_whisper.tokenizer import Tokenizer
+
+        if self._model is None:
+            self.load()
+        model = self._model
+        duration_s = len(pcm) / WHISPER_SAMPLE_RATE_HZ
+        window_frames = 2 * round(max(SHORT_WINDOW_MIN_S, duration_s + SHORT_WINDOW_PAD_S) * 50)
+        window_samples = window_frames * 160  # 10 ms hop
+        padded = np.zeros(window_samples, np.float32)
+        padded[: min(len(pcm), window_samples)] = pcm[:window_samples]
+        features = model.feature_extractor(padded, padding=0)[:, :window_frames]
+        encoded = model.model.encode(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32)),
+            to_cpu=False,
+        )
+        if language is None:
+            ranked = model.model.detect_language(encoded)[0]
+            language = ranked[0][0].strip("<|>")
+        tokenizer = Tokenizer(model.hf_tokenizer, True, task="transcribe", language=language)
+        result = model.model.generate(
+            encoded,
+            [[*tokenizer.sot_sequence, tokenizer.no_timestamps]],
+            beam_size=self.beam_size,
+            max_length=min(448, int(duration_s * TOKENS_PER_SECOND_LIMIT) + 24),
+            suppress_tokens=[-1],
+        )[0]
+        text = tokenizer.decode(result.sequences_ids[0]).strip()
+        if language in ("zh", "ja", "yue"):
+            text = _CJK_GAP.sub("", text)
+        return Transcript(text=self._script(text, language), language=language)
 
     def _run(self, audio: AudioChunk, language: str | None, word_timestamps: bool):
         if self._model is None:

@@ -14,6 +14,8 @@ actually played, so the conversation history can keep only what the user heard.
 from __future__ import annotations
 
 import asyncio
+import functools
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -176,15 +178,51 @@ class AVOutputQueue:
             self._space_freed.set()
 
 
-@dataclass(frozen=True)
 class PlayoutTick:
-    """What goes out at output tick `index`: 40 ms of audio and the frame shown meanwhile."""
+    """What goes out at output tick `index`: 40 ms of audio and the frame shown meanwhile.
 
-    index: int
-    audio: np.ndarray  # float32, SAMPLES_PER_FRAME samples at AUDIO_RATE_HZ
-    frame: np.ndarray  # HxWx3 uint8 BGR
-    turn_id: int | None  # None while idle
-    is_speech: bool  # True when the tick came from a queued turn, False for silence + idle frame
+    An idle tick's frame is drawn on first use, not when the tick is taken: the audio track takes
+    ticks too and never needs the picture, and the video track can draw it in a worker thread
+    (`frame_ready` / `frame`), keeping a few milliseconds of rendering per tick and session off
+    the event loop that also carries every session's packets.
+    """
+
+    __slots__ = ("_frame", "_lock", "_render", "audio", "index", "is_speech", "turn_id")
+
+    def __init__(
+        self,
+        index: int,
+        audio: np.ndarray,
+        frame: np.ndarray | Callable[[], np.ndarray],
+        turn_id: int | None,
+        is_speech: bool,
+    ) -> None:
+        self.index = index
+        self.audio = audio  # float32, SAMPLES_PER_FRAME samples at AUDIO_RATE_HZ
+        self.turn_id = turn_id  # None while idle
+        self.is_speech = is_speech  # True for a queued turn's tick, False for silence + idle frame
+        if callable(frame):
+            self._frame, self._render = None, frame
+        else:
+            self._frame, self._render = frame, None
+        self._lock = threading.Lock()
+
+    @property
+    def frame_ready(self) -> bool:
+        return self._frame is not None
+
+    @property
+    def frame(self) -> np.ndarray:
+        """HxWx3 uint8 BGR; drawn once, on first access, from any thread."""
+        if self._frame is None:
+            with self._lock:
+                if self._frame is None:
+                    assert self._render is not None
+                    self._frame, self._render = self._render(), None
+        return self._frame
+
+    def __repr__(self) -> str:
+        return f"PlayoutTick(index={self.index}, turn_id={self.turn_id}, is_speech={self.is_speech})"
 
 
 class AVPlayout:
@@ -197,17 +235,27 @@ class AVPlayout:
         self._silence = np.zeros(SAMPLES_PER_FRAME, dtype=np.float32)
         self._silence.flags.writeable = False
         self._played_ticks_by_turn: dict[int, int] = {}
+        self._held = False
 
     @property
     def next_tick_index(self) -> int:
         return self._next_index
 
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def hold(self, held: bool) -> None:
+        """Pause (True) or resume (False) speech: while held, ticks are silence and idle frames
+        and the queue is left untouched, so resuming continues exactly where it stopped."""
+        self._held = held
+
     def next_tick(self) -> PlayoutTick:
         index = self._next_index
         self._next_index += 1
-        queued = self._queue.take_tick()
+        queued = None if self._held else self._queue.take_tick()
         if queued is None:
-            return PlayoutTick(index, self._silence, self._idle_source(index), None, False)
+            return PlayoutTick(index, self._silence, functools.partial(self._idle_source, index), None, False)
         self._played_ticks_by_turn[queued.turn_id] = self._played_ticks_by_turn.get(queued.turn_id, 0) + 1
         return PlayoutTick(index, queued.audio, queued.frame, queued.turn_id, True)
 

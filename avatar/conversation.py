@@ -18,14 +18,17 @@ import numpy as np
 
 from avatar.av_output import AUDIO_RATE_HZ, SAMPLES_PER_FRAME, AVOutputQueue, AVPlayout, AVSegment
 from avatar.clock import Clock
+from avatar.mic_history import MicHistory
 from avatar.sentence_stream import SentenceStream, SpokenSentence
+from avatar.speech_assembly import trim_lead_in
 from avatar.turn_detector import UserSpeechStarted, UserTurnEnded
 from avatar.types import AudioChunk, Transcript
 
 EventSink = Callable[[dict[str, Any]], None]
 RunBlocking = Callable[..., Awaitable[Any]]
 MAX_USER_AUDIO_S = 60.0
-DRAW_BATCH_FRAMES = 8  # 0.32 s of video per hand-over: small enough to start playback early  # microphone history kept for cutting turns
+DRAW_BATCH_FRAMES = 8  # 0.32 s of video per hand-over: small enough to start playback early
+FIRST_DRAW_BATCH_FRAMES = 2  # a reply's very first hand-over is smaller still: it is on the clock
 
 
 @dataclass
@@ -41,6 +44,11 @@ class Turn:
     task: asyncio.Task | None = None
     finished: bool = False
     assistant_message: dict[str, str] | None = None
+    # A speculative turn (see ConversationSession._speculate) prepares its reply while the user
+    # may still go on talking: it plays nothing and shows nothing until released.
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    held_events: list[dict[str, Any]] = field(default_factory=list)
+    queue_claimed: bool = False
 
 
 def heard_text(sentences: list[tuple[str, int]], played_samples: int) -> str:
@@ -91,14 +99,12 @@ class ConversationSession:
         self.run_blocking = run_blocking
         self.on_event = on_event or (lambda event: None)
         self.history: list[dict[str, str]] = []
-        self._mic = np.zeros(0, np.float32)
-        self._mic_start_sample = 0  # stream sample index of self._mic[0]
-        self._mic_samples = 0
+        self._mic = MicHistory(int(MAX_USER_AUDIO_S * AUDIO_RATE_HZ))
         self._turn: Turn | None = None
         self._next_turn_id = 1
         self._user_start_sample: int | None = None
         self._resume_from_sample: int | None = None  # an unheard reply's utterance continues
-        self._speculation: tuple[int, int, asyncio.Task] | None = None
+        self._speculation: tuple[int, int, Turn] | None = None
         self._closed = False
 
     # --- input ---------------------------------------------------------------------------------
@@ -106,8 +112,9 @@ class ConversationSession:
         """Feed 16 kHz microphone audio; starts replies and interrupts them."""
         if self._closed:
             return
-        self._remember_mic(chunk.pcm.astype(np.float32))
+        self._mic.append(chunk.pcm)
         events = self.vad.process(chunk)
+        self._hold_for_possible_barge_in(release=False)  # at once; released only after the turn logic
         if any(event.kind == "speech_start" for event in events):
             await self._cancel_speculation()  # the user went on talking: that guess is void
         for item in self.turn_detector.process(events, self.vad.settled_until_s):
@@ -123,73 +130,86 @@ class ConversationSession:
                 self._user_start_sample = start
             elif isinstance(item, UserTurnEnded):
                 start = self._user_start_sample if self._user_start_sample is not None else item.start_sample
-                audio = self._mic_slice(start, item.end_sample)
-                turn = self._start_turn(
-                    audio, self._clock_time(item.end_s), self._take_speculation(start, item.end_sample)
-                )
-                turn.user_start_sample = start
+                speech_end_s = self._clock_time(item.end_s)
+                turn = self._take_speculation(start, item.end_sample)
+                if turn is None:
+                    await self._cancel_speculation()
+                    turn = self._start_turn(self._mic.slice(start, item.end_sample), speech_end_s)
+                    turn.user_start_sample = start
+                self._emit("user_turn_ended", turn_id=turn.turn_id, speech_end_at_s=speech_end_s)
+                self._release(turn)
                 self._user_start_sample = None
         ends = [event for event in events if event.kind == "speech_end"]
         if ends and self.turn_detector.in_turn and self._user_start_sample is not None:
-            self._speculate(self._user_start_sample, ends[-1].sample_index)
+            await self._speculate(self._user_start_sample, ends[-1].sample_index, ends[-1].time_s)
+        self._hold_for_possible_barge_in()
 
-    # --- speculative recognition ---------------------------------------------------------------
+    # --- speculative replies -------------------------------------------------------------------
     # The VAD reports the end of speech after a short silence; the turn ends only after a longer
-    # one (a pause inside a sentence must not cut it). Recognising in between means the
-    # transcript is usually ready the moment the turn ends, which is most of the first-response
-    # latency. If the user goes on talking, the guess is cancelled and the whole turn recognised.
-    def _speculate(self, start_sample: int, end_sample: int) -> None:
-        audio = AudioChunk(self._mic_slice(start_sample, end_sample), AUDIO_RATE_HZ)
-        task = asyncio.get_running_loop().create_task(
-            self.run_blocking(self.asr.transcribe, audio, self.language)
-        )
-        self._speculation = (start_sample, end_sample, task)
+    # one (a pause inside a sentence must not cut it). In between, the whole reply is prepared
+    # speculatively (recognition, LLM, TTS, the first frames) but held: nothing is queued for
+    # playout and no event reaches the client until the turn really ends, when it is released
+    # and plays at the next tick. If the user goes on talking, the guess is cancelled and leaves
+    # no trace (no history, no events, lip-sync state reset); the whole turn is then answered.
+    async def _speculate(self, start_sample: int, end_sample: int, end_stream_s: float) -> None:
+        await self._cancel_speculation()
+        audio = self._mic.slice(start_sample, end_sample)
+        turn = self._start_turn(audio, self._clock_time(end_stream_s), speculative=True)
+        turn.user_start_sample = start_sample
+        self._speculation = (start_sample, end_sample, turn)
 
-    def _take_speculation(self, start_sample: int, end_sample: int) -> asyncio.Task | None:
-        speculation, self._speculation = self._speculation, None
+    def _take_speculation(self, start_sample: int, end_sample: int) -> Turn | None:
+        """The held reply for exactly this utterance, or None (then it is discarded by the caller)."""
+        speculation = self._speculation
         if speculation is None:
             return None
-        if speculation[:2] == (start_sample, end_sample):
-            return speculation[2]
-        speculation[2].cancel()  # a different range: recognise the real turn instead
-        return None
+        turn = speculation[2]
+        usable = speculation[:2] == (start_sample, end_sample) and not (
+            turn.task is not None and turn.task.cancelled()
+        )
+        if not usable:
+            return None
+        self._speculation = None
+        return turn
 
     async def _cancel_speculation(self) -> None:
         speculation, self._speculation = self._speculation, None
-        if speculation is not None:
-            speculation[2].cancel()
-            await asyncio.gather(speculation[2], return_exceptions=True)
+        if speculation is None:
+            return
+        turn = speculation[2]
+        if turn.task is not None and not turn.task.done():
+            turn.task.cancel()
+            await asyncio.gather(turn.task, return_exceptions=True)
+        self._remove_history(turn.user_message)
+        self._remove_history(turn.assistant_message)
+        turn.held_events.clear()
+        if self._turn is turn:
+            self._turn = None
+            self.lipsync.reset()  # the guess may have left an expression or audio carry-over
+
+    def _release(self, turn: Turn) -> None:
+        """Let a held reply play and publish what it did while held, in order."""
+        held, turn.held_events = turn.held_events, []
+        turn.released.set()
+        for event in held:
+            self.on_event(event)
 
     def _clock_time(self, stream_time_s: float) -> float:
         """Session-clock time of a moment in the microphone stream (VAD/turn times are stream times).
 
         The audio received so far ends "now", so a stream time maps back by the difference.
         """
-        return self.clock.now_s() - (self._mic_samples / AUDIO_RATE_HZ - stream_time_s)
-
-    def _remember_mic(self, pcm: np.ndarray) -> None:
-        self._mic = np.concatenate([self._mic, pcm])
-        self._mic_samples += len(pcm)
-        excess = len(self._mic) - int(MAX_USER_AUDIO_S * AUDIO_RATE_HZ)
-        if excess > 0:
-            self._mic = self._mic[excess:]
-            self._mic_start_sample += excess
-
-    def _mic_slice(self, start_sample: int, end_sample: int) -> np.ndarray:
-        a = max(start_sample - self._mic_start_sample, 0)
-        b = max(end_sample - self._mic_start_sample, a)
-        return self._mic[a:b].copy()
+        return self.clock.now_s() - (self._mic.total_samples / AUDIO_RATE_HZ - stream_time_s)
 
     # --- turns ---------------------------------------------------------------------------------
-    def _start_turn(
-        self, user_audio: np.ndarray, speech_end_s: float, transcript_task: asyncio.Task | None = None
-    ) -> Turn:
+    def _start_turn(self, user_audio: np.ndarray, speech_end_s: float, *, speculative: bool = False) -> Turn:
+        """A reply to `user_audio`; a speculative one is held until `_release` (else it plays)."""
         turn = Turn(self._next_turn_id)
         self._next_turn_id += 1
         self._turn = turn
-        turn.task = asyncio.get_running_loop().create_task(
-            self._run_turn(turn, user_audio, speech_end_s, transcript_task)
-        )
+        if not speculative:
+            turn.released.set()
+        turn.task = asyncio.get_running_loop().create_task(self._run_turn(turn, user_audio, speech_end_s))
         turn.task.add_done_callback(self._turn_done)
         return turn
 
@@ -198,6 +218,7 @@ class ConversationSession:
         turn = Turn(self._next_turn_id)
         self._next_turn_id += 1
         self._turn = turn
+        turn.released.set()
 
         async def tokens():
             yield text
@@ -209,24 +230,17 @@ class ConversationSession:
         turn.task.add_done_callback(self._turn_done)
         return turn
 
-    async def _run_turn(
-        self, turn: Turn, user_audio: np.ndarray, speech_end_s: float, transcript_task: asyncio.Task | None
-    ) -> None:
-        if transcript_task is not None:
-            try:
-                transcript: Transcript = await transcript_task
-            finally:
-                transcript_task.cancel()  # no-op when done; frees it when this turn is cancelled
-        else:
-            transcript = await self.run_blocking(
-                self.asr.transcribe, AudioChunk(user_audio, AUDIO_RATE_HZ), self.language
-            )
+    async def _run_turn(self, turn: Turn, user_audio: np.ndarray, speech_end_s: float) -> None:
+        transcript: Transcript = await self.run_blocking(
+            self.asr.transcribe, AudioChunk(user_audio, AUDIO_RATE_HZ), self.language
+        )
         if not transcript.text.strip():
-            self._emit("turn_ignored", turn_id=turn.turn_id, reason="no words recognised")
+            self._emit_turn(turn, "turn_ignored", turn_id=turn.turn_id, reason="no words recognised")
             return
         turn.user_text = transcript.text
         self.language = transcript.language or self.language
-        self._emit(
+        self._emit_turn(
+            turn,
             "user_transcript",
             turn_id=turn.turn_id,
             text=transcript.text,
@@ -240,8 +254,9 @@ class ConversationSession:
         await self._speak_stream(turn, self.llm.stream(messages), speech_end_s)
 
     async def _speak_stream(self, turn: Turn, tokens, started_s: float) -> None:
-        self.queue.begin_turn(turn.turn_id)
-        self._emit("turn_started", turn_id=turn.turn_id)
+        if turn.released.is_set():
+            self._claim_queue(turn)
+        self._emit_turn(turn, "turn_started", turn_id=turn.turn_id)
         splitter = SentenceStream()
         try:
             async for token in tokens:
@@ -251,7 +266,7 @@ class ConversationSession:
                 await self._speak(turn, sentence, started_s)
             pcm, frames = self.lipsync.flush()
             if frames:
-                await self.queue.put(AVSegment(turn.turn_id, pcm, frames))
+                await self._put(turn, AVSegment(turn.turn_id, pcm, frames))
                 turn.queued_samples += len(pcm)
         finally:
             aclose = getattr(tokens, "aclose", None)
@@ -260,12 +275,17 @@ class ConversationSession:
         turn.finished = True
         text = " ".join(text for text, _ in turn.sentences)
         turn.assistant_message = self._append_history({"role": "assistant", "content": text})
+        await turn.released.wait()  # a held reply short enough to render fully is published on release
         self._emit("turn_rendered", turn_id=turn.turn_id, text=text)
 
     async def _speak(self, turn: Turn, sentence: SpokenSentence, started_s: float) -> None:
         self.lipsync.set_expression(sentence.emotion)
-        self._emit("avatar_sentence", turn_id=turn.turn_id, text=sentence.text, emotion=sentence.emotion)
+        self._emit_turn(
+            turn, "avatar_sentence", turn_id=turn.turn_id, text=sentence.text, emotion=sentence.emotion
+        )
         speech = await self.run_blocking(self.tts.synthesize, sentence.text)
+        if not turn.sentences:
+            speech = trim_lead_in(speech)  # before a reply's first sound, silence is only latency
         pcm, weights = await self.run_blocking(self.lipsync.prepare, speech)
         turn.sentences.append(
             (
@@ -275,17 +295,32 @@ class ConversationSession:
         )
         # Draw and queue in small batches: playback of a sentence starts after its first
         # batch is drawn, not after the whole sentence.
-        for start in range(0, len(weights), DRAW_BATCH_FRAMES):
-            rows = weights[start : start + DRAW_BATCH_FRAMES]
+        start = 0
+        while start < len(weights):
+            batch = FIRST_DRAW_BATCH_FRAMES if turn.queued_samples == 0 else DRAW_BATCH_FRAMES
+            rows = weights[start : start + batch]
             frames = await self.run_blocking(self.lipsync.draw, rows)
             first = turn.queued_samples == 0
             audio = pcm[start * SAMPLES_PER_FRAME : (start + len(rows)) * SAMPLES_PER_FRAME]
-            await self.queue.put(AVSegment(turn.turn_id, audio, frames))
+            start += len(rows)
+            await self._put(turn, AVSegment(turn.turn_id, audio, frames))
             turn.queued_samples += len(audio)
             if first:
                 self._emit(
                     "first_audio_queued", turn_id=turn.turn_id, latency_s=self.clock.now_s() - started_s
                 )
+
+    async def _put(self, turn: Turn, segment: AVSegment) -> None:
+        """Queue for playout; a held (speculative) reply waits here until it is released."""
+        if not turn.released.is_set():
+            await turn.released.wait()
+        self._claim_queue(turn)
+        await self.queue.put(segment)
+
+    def _claim_queue(self, turn: Turn) -> None:
+        if not turn.queue_claimed:
+            self.queue.begin_turn(turn.turn_id)
+            turn.queue_claimed = True
 
     def _turn_done(self, task: asyncio.Task) -> None:
         """Every turn task ends here: an engine failure is reported, never silently lost."""
@@ -296,6 +331,27 @@ class ConversationSession:
             self._emit("turn_failed", error=f"{type(error).__name__}: {error}")
 
     # --- interruption --------------------------------------------------------------------------
+    def _hold_for_possible_barge_in(self, release: bool = True) -> None:
+        """Pause the reply the moment speech seems to start, before it is confirmed as a barge-in.
+
+        Confirmation needs `min_speech_ms` (200 ms) of speech so that coughs and clicks do not
+        interrupt; waiting that long with the avatar still talking is most of the barge-in
+        latency. So playback pauses at once (the queue is kept), and either the confirmed
+        barge-in flushes it or, when the onset turns out to be a blip, playback resumes where it
+        paused: a cough costs a pause of at most `min_speech_ms`, never the reply.
+        """
+        turn = self._turn
+        audible = turn is not None and turn.released.is_set() and self.is_speaking()
+        unconfirmed = bool(getattr(self.vad, "onset_pending", False)) or (
+            bool(getattr(self.vad, "in_speech", False)) and not self.turn_detector.in_turn
+        )
+        hold = unconfirmed and audible
+        if not hold and not release:
+            return  # a confirmed barge-in must flush the queue before playback may go on
+        if hold != self.playout.held:
+            self.playout.hold(hold)
+            self._emit("playback_held" if hold else "playback_resumed")
+
     def is_speaking(self) -> bool:
         turn = self._turn
         if turn is None:
@@ -365,6 +421,14 @@ class ConversationSession:
 
     def _emit(self, kind: str, **fields: Any) -> None:
         self.on_event({"type": kind, "at_s": self.clock.now_s(), **fields})
+
+    def _emit_turn(self, turn: Turn, kind: str, **fields: Any) -> None:
+        """An event of `turn`: held with it while it is speculative, so a void guess shows nothing."""
+        event = {"type": kind, "at_s": self.clock.now_s(), **fields}
+        if turn.released.is_set():
+            self.on_event(event)
+        else:
+            turn.held_events.append(event)
 
 
 def _user_content(transcript: Transcript) -> str:

@@ -18,6 +18,21 @@ from avatar.errors import InputError
 LLM_KINDS = ("stub", "answerer")
 
 
+def limit_kernel_threads() -> None:
+    """One thread per BLAS / OpenCV call in the server process.
+
+    A live server runs many small kernels at once (every session draws frames, encodes video and
+    runs VAD in its own worker threads). If each matrix product and remap also fans out over all
+    cores, the threads oversubscribe the CPU and everything gets slower; parallelism comes from
+    the sessions instead. Whisper keeps its own `cpu_threads`, set when it is loaded.
+    """
+    import cv2
+    from threadpoolctl import threadpool_limits
+
+    cv2.setNumThreads(1)
+    threadpool_limits(limits=1, user_api="blas")
+
+
 @dataclass(frozen=True)
 class LiveConfig:
     photo_path: Path
@@ -57,10 +72,13 @@ class LiveEngines:
         from voices.tts_select import TTSSelector
 
         config = self.config
+        limit_kernel_threads()
         assets = prepare_avatar(config.photo_path, config.size_px, config.face_index)
         self.renderer = ProceduralRenderer(assets)
         self.vad_model = SileroModel()
-        self.asr = WhisperASR(beam_size=1).load()  # greedy: ~0.1 s faster per turn, same words on our tests
+        # greedy decoding over a window just longer than the turn: ~0.1 s per question instead of
+        # ~0.7 s, same words on our tests (see avatar/asr_whisper.py)
+        self.asr = WhisperASR(beam_size=1, short_window=True).load()
         self.tts = TTSSelector()
         self.tts.get(config.language or "en")
         if config.llm == "answerer":

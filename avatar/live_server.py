@@ -23,9 +23,12 @@ from avatar.live_engines import LiveEngines
 log = logging.getLogger("avatar.live")
 STATIC_DIR = Path(__file__).with_name("static")
 MAX_OFFER_BYTES = 100_000
-# The VAD calls speech over after this much silence and the session starts recognising then;
-# the turn itself ends only after the full end-of-turn silence (a pause is not an end).
-SPECULATE_AFTER_SILENCE_MS = 200.0
+# The VAD calls speech over after this much silence and the session starts preparing the reply
+# then (recognition, LLM, TTS, first frames), held until the turn really ends after the full
+# end-of-turn silence (a pause is not an end). 120 ms leaves that work ~380 ms before the turn
+# ends, enough for a short question on 2 cores; a pause that long inside a sentence only costs
+# a discarded guess (and, with a paid LLM, its tokens).
+SPECULATE_AFTER_SILENCE_MS = 120.0
 
 
 @dataclass
@@ -162,7 +165,7 @@ class LiveServer:
             vad=SileroVAD(
                 model=engines.vad_model,
                 min_speech_ms=config.barge_in_min_speech_ms,
-                min_silence_ms=SPECULATE_AFTER_SILENCE_MS,  # speculative recognition starts here
+                min_silence_ms=SPECULATE_AFTER_SILENCE_MS,  # the speculative reply starts here
             ),
             turn_detector=TurnDetector(
                 min_turn_s=config.barge_in_min_speech_ms / 1000,
@@ -204,6 +207,11 @@ class LiveServer:
         @pc.on("track")
         def on_track(track) -> None:
             if track.kind == "audio":
+                from avatar.rtc_tuning import shorten_audio_receive_buffer
+
+                for transceiver in pc.getTransceivers():
+                    if transceiver.receiver.track is track:
+                        shorten_audio_receive_buffer(transceiver.receiver)
                 self._spawn(live, self._consume_microphone(live, track))
 
         @pc.on("connectionstatechange")
@@ -214,7 +222,7 @@ class LiveServer:
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            audio_track, video_track = paced_tracks(playout, clock)
+            audio_track, video_track = paced_tracks(playout, clock, draw_idle_in_thread=True)
             pc.addTrack(audio_track)
             pc.addTrack(video_track)
             answer = await pc.createAnswer()

@@ -91,3 +91,33 @@ def assemble_speech(
     language = max(set(languages), key=languages.count)
     audio = AudioChunk(np.concatenate(pieces), rate_hz)
     return AssembledSpeech(Speech(audio, text, language, tuple(phonemes)), spans)
+
+
+LEAD_IN_KEPT_S = 0.010
+LEAD_IN_THRESHOLD = 0.005  # about -46 dBFS: below any speech onset, above TTS noise
+
+
+def trim_lead_in(
+    speech: Speech, keep_s: float = LEAD_IN_KEPT_S, threshold: float = LEAD_IN_THRESHOLD
+) -> Speech:
+    """Drop the silence a TTS engine puts before the first sound, keeping `keep_s` of it.
+
+    Piper starts every sentence with 35-60 ms of silence. In the middle of a reply that is a
+    natural pause, but before a reply's first sentence it is pure response latency, so the live
+    session trims it there. Phoneme times move with the audio; phonemes that fall entirely in the
+    cut (the leading 'sil') shrink or go.
+    """
+    pcm = speech.audio.pcm
+    loud = np.flatnonzero(np.abs(pcm) >= threshold)
+    if len(loud) == 0:
+        return speech
+    cut = max(int(loud[0]) - round(keep_s * speech.audio.sample_rate_hz), 0)
+    if cut == 0:
+        return speech
+    cut_s = cut / speech.audio.sample_rate_hz
+    phonemes = tuple(
+        PhonemeTiming(p.phoneme, max(p.start_s - cut_s, 0.0), p.end_s - cut_s)
+        for p in speech.phonemes
+        if p.end_s - cut_s > 0.0
+    )
+    return Speech(AudioChunk(pcm[cut:], speech.audio.sample_rate_hz), speech.text, speech.language, phonemes)

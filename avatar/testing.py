@@ -16,14 +16,25 @@ from avatar.types import AudioChunk, Speech, Transcript
 class ScriptedVAD:
     """Emits given VAD events once the processed audio passes their confirmation time."""
 
-    def __init__(self, events: Sequence, sample_rate_hz: int = 16000) -> None:
+    def __init__(
+        self,
+        events: Sequence,
+        sample_rate_hz: int = 16000,
+        onset_windows: Sequence[tuple[float, float]] = (),
+    ) -> None:
         self._pending = sorted(events, key=lambda e: e.confirmed_at_s)
         self.sample_rate_hz = sample_rate_hz
         self.processed_samples = 0
+        self.onset_windows = list(onset_windows)  # [start_s, end_s): an onset awaits confirmation
 
     @property
     def settled_until_s(self) -> float:
         return self.processed_samples / self.sample_rate_hz
+
+    @property
+    def onset_pending(self) -> bool:
+        now_s = self.settled_until_s
+        return any(start_s <= now_s < end_s for start_s, end_s in self.onset_windows)
 
     def process(self, chunk: AudioChunk) -> list:
         self.processed_samples += len(chunk.pcm)

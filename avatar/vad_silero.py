@@ -124,6 +124,7 @@ class SileroVAD:
         *,
         start_threshold: float = 0.5,
         end_threshold: float = 0.35,
+        maybe_threshold: float = 0.25,
         min_speech_ms: float = 200.0,
         min_silence_ms: float = 500.0,
         model: SileroModel | None = None,
@@ -138,6 +139,9 @@ class SileroVAD:
             raise ValueError(f"durations must be >= 0, got {min_speech_ms} ms and {min_silence_ms} ms")
         self.start_threshold = float(start_threshold)
         self.end_threshold = float(end_threshold)
+        # `onset_pending` already rises at this lower probability: Silero's first frame of a word
+        # often scores 0.3-0.5 and the next 0.9+, so this pauses the avatar one frame (32 ms) sooner.
+        self.maybe_threshold = float(maybe_threshold)
         self.min_speech_samples = round(min_speech_ms * MODEL_SAMPLE_RATE_HZ / 1000.0)
         self.min_silence_samples = round(min_silence_ms * MODEL_SAMPLE_RATE_HZ / 1000.0)
         self.model = model
@@ -171,6 +175,18 @@ class SileroVAD:
     def in_speech(self) -> bool:
         """True between a reported speech_start and its speech_end."""
         return self._in_speech
+
+    @property
+    def onset_pending(self) -> bool:
+        """True while speech seems to have begun but is not yet confirmed (`min_speech_ms`).
+
+        The session pauses the avatar's playback provisionally meanwhile: a real barge-in then
+        silences it ~200 ms sooner, and a cough only causes a short pause, not an interruption.
+        """
+        if self._in_speech:
+            return False
+        last = self._probabilities[-1] if self._probabilities else 0.0
+        return self._onset is not None or last >= self.maybe_threshold
 
     @property
     def processed_s(self) -> float:

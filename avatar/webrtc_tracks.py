@@ -14,6 +14,7 @@ video consumer jumps to the tick that is due now (pts skip ahead, never back).
 
 from __future__ import annotations
 
+import asyncio
 import fractions
 import math
 from collections import deque
@@ -54,6 +55,11 @@ class TickPacer:
     @property
     def clock(self) -> Clock:
         return self._clock
+
+    @property
+    def held(self) -> bool:
+        """The playout is paused for a possible barge-in (see `AVPlayout.hold`)."""
+        return self._playout.held
 
     def join(self) -> int:
         """The first tick a newly started track should send (starts the clock on first call)."""
@@ -110,6 +116,10 @@ class PacedAudioTrack(MediaStreamTrack):
             packet_index = tick.index * AUDIO_PACKETS_PER_TICK
         part = packet_index % AUDIO_PACKETS_PER_TICK
         samples = tick.audio[part * AUDIO_SAMPLES_PER_PACKET : (part + 1) * AUDIO_SAMPLES_PER_PACKET]
+        if part > 0 and tick.is_speech and self._pacer.held:
+            # Paused mid-tick for a possible barge-in: the rest of this tick's speech is not sent
+            # (its frame already went out). Silence starts up to 20 ms sooner than at the next tick.
+            samples = np.zeros_like(samples)
         self._next_packet_index = packet_index + 1
         return _audio_frame(samples, pts=packet_index * AUDIO_SAMPLES_PER_PACKET)
 
@@ -119,10 +129,15 @@ class PacedVideoTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, pacer: TickPacer) -> None:
+    def __init__(self, pacer: TickPacer, *, draw_idle_in_thread: bool = False) -> None:
+        """`draw_idle_in_thread`: draw idle frames in a worker thread (servers: it keeps the event
+        loop free for every session's packets); off for virtual-time tests, which a real thread
+        would stall."""
         super().__init__()
         self._pacer = pacer
         self._next_tick_index: int | None = None
+        self._draw_idle_in_thread = draw_idle_in_thread
+        self._last_picture: tuple[np.ndarray, np.ndarray] | None = None  # (bgr, its yuv420p)
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
@@ -136,10 +151,28 @@ class PacedVideoTrack(MediaStreamTrack):
         # When late, show the tick due now rather than replaying the backlog in a burst.
         tick = self._pacer.tick(max(self._next_tick_index, self._pacer.due_tick_index()))
         self._next_tick_index = tick.index + 1
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(tick.frame), format="bgr24")
+        if self._draw_idle_in_thread:
+            yuv = await asyncio.to_thread(self._yuv420p, tick)
+        else:
+            yuv = self._yuv420p(tick)
+        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = tick.index * VIDEO_PTS_PER_TICK
         frame.time_base = VIDEO_TIME_BASE
         return frame
+
+    def _yuv420p(self, tick: PlayoutTick) -> np.ndarray:
+        """The tick's picture as I420, the encoders' input format (aiortc would convert each bgr24
+        frame with swscale, the largest cost per frame after the encoder itself). OpenCV's
+        conversion is several times faster, and an idle frame shown again is not converted again."""
+        import cv2
+
+        bgr = tick.frame  # draws an idle frame if it is not drawn yet
+        last = self._last_picture
+        if last is not None and last[0] is bgr:
+            return last[1]
+        yuv = cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2YUV_I420)
+        self._last_picture = (bgr, yuv)
+        return yuv
 
 
 def _audio_frame(samples: np.ndarray, *, pts: int) -> av.AudioFrame:
@@ -151,7 +184,9 @@ def _audio_frame(samples: np.ndarray, *, pts: int) -> av.AudioFrame:
     return frame
 
 
-def paced_tracks(playout: AVPlayout, clock: Clock) -> tuple[PacedAudioTrack, PacedVideoTrack]:
+def paced_tracks(
+    playout: AVPlayout, clock: Clock, *, draw_idle_in_thread: bool = False
+) -> tuple[PacedAudioTrack, PacedVideoTrack]:
     """The audio and video track of one session, sharing one pacer (and so one clock origin)."""
     pacer = TickPacer(playout, clock)
-    return PacedAudioTrack(pacer), PacedVideoTrack(pacer)
+    return PacedAudioTrack(pacer), PacedVideoTrack(pacer, draw_idle_in_thread=draw_idle_in_thread)

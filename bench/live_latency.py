@@ -26,6 +26,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -54,6 +55,22 @@ def synthesize_question(text: str = QUESTION_TEXT) -> np.ndarray:
     pcm = resample(speech.audio.pcm.astype(np.float32), speech.audio.sample_rate_hz, 16000)
     pad = np.zeros(8000, np.float32)
     return np.concatenate([pad, pcm.astype(np.float32), pad])
+
+
+def top_square(photo: Path, folder: Path) -> Path:
+    """The photo's top square (a portrait's face is in its upper part), so frames come out square."""
+    import cv2
+
+    image = cv2.imread(str(photo))
+    if image is None:
+        raise SystemExit(f"cannot read {photo}")
+    height, width = image.shape[:2]
+    side = min(height, width)
+    x0 = (width - side) // 2
+    y0 = max(0, min((height - side) // 4, height - side))
+    out = folder / f"{photo.stem}_square.png"
+    cv2.imwrite(str(out), image[y0 : y0 + side, x0 : x0 + side])
+    return out
 
 
 def free_port() -> int:
@@ -113,6 +130,40 @@ async def measure_turns(url: str, question: np.ndarray, turns: int, barge_ins: i
     return plain, barged
 
 
+@contextlib.contextmanager
+def counting_video_decoders():
+    """Clients that count video frames instead of decoding them (this process only).
+
+    In production each client is a browser on its own machine; here every probe shares the
+    server's two cores, and decoding 4-5 VP8 streams (plus converting each picture) costs the
+    client process about half a core, which the server then lacks. With this, a probe still gets
+    one (tiny, blank) frame per received encoded frame with its RTP timestamp, so frame rates, pts
+    and gaps are measured exactly as before; only the picture content is gone, so the capacity run
+    reports no lip-sync or A/V offset figures (the latency runs decode normally).
+    """
+    import av
+    from aiortc import rtcrtpreceiver
+    from aiortc.mediastreams import VIDEO_TIME_BASE
+
+    original = rtcrtpreceiver.get_decoder
+
+    class CountingDecoder:
+        def decode(self, encoded_frame):
+            frame = av.VideoFrame(16, 16, "yuv420p")
+            frame.pts = encoded_frame.timestamp
+            frame.time_base = VIDEO_TIME_BASE
+            return [frame]
+
+    def get_decoder(codec):
+        return CountingDecoder() if codec.mimeType.lower().startswith("video/") else original(codec)
+
+    rtcrtpreceiver.get_decoder = get_decoder
+    try:
+        yield
+    finally:
+        rtcrtpreceiver.get_decoder = original
+
+
 async def measure_capacity(url: str, question: np.ndarray, clients: int) -> list[dict]:
     """`clients` sessions over one window, one question each (staggered), real-time stats each."""
     from avatar.live_probe import LiveProbe
@@ -159,6 +210,16 @@ def main(argv: list[str] | None = None) -> int:
         "--capacity", default="1,2,4", help="client counts to try, comma separated ('' = skip)"
     )
     parser.add_argument("--out", type=Path, help="JSON results")
+    parser.add_argument(
+        "--light-clients",
+        action="store_true",
+        help="capacity clients count video frames without decoding them (see counting_video_decoders)",
+    )
+    parser.add_argument(
+        "--keep-aspect",
+        action="store_true",
+        help="use the photo as it is (default: its top square, so frames are size x size as the target says)",
+    )
     args = parser.parse_args(argv)
 
     from avatar.loopback_ice import install_loopback_only
@@ -168,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"llm": args.llm, "size_px": args.size, "cores": os.cpu_count()}
     log_path = Path(args.out or "live_latency").with_suffix(".server.log")
     with contextlib.ExitStack() as stack:
+        if not args.keep_aspect and not args.url:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            args.photo = top_square(args.photo, folder)
+        report["photo"] = str(args.photo)
         url = args.url or stack.enter_context(server_process(args, log_path))
         plain, barged = asyncio.run(measure_turns(url, question, args.turns, args.barge_ins))
         report["turns"] = [asdict(r) for r in plain + barged]
@@ -178,10 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         capacity = {}
         for clients in [int(c) for c in args.capacity.split(",") if c.strip()]:
-            stats = asyncio.run(measure_capacity(url, question, clients))
+            with counting_video_decoders() if args.light_clients else contextlib.nullcontext():
+                stats = asyncio.run(measure_capacity(url, question, clients))
             capacity[clients] = stats
             print(clients, json.dumps(stats), flush=True)
         report["capacity"] = capacity
+        report["capacity_clients"] = "counting (no video decode)" if args.light_clients else "decoding"
     if args.out:
         args.out.write_text(json.dumps(report, indent=1, default=str))
     return 0

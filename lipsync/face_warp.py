@@ -49,6 +49,11 @@ class FaceWarper:
         probe[list(fm.UPPER_INNER_LIP[1:-1])] -= seam_px * self.geometry.mouth.v
         probe[list(fm.LOWER_INNER_LIP[1:-1])] += seam_px * self.geometry.mouth.v
         self._landmark_moves = np.stack([basis.evaluate(name, probe) for name in BASIS_NAMES])
+        # The most any pixel or landmark moves per unit of each weight: bounds how far a frame can
+        # differ from another (used to skip idle redraws that would move nothing visibly).
+        field_max = np.abs(self._fields.reshape(len(BASIS_NAMES), -1, 2)).max(axis=(1, 2))
+        landmark_max = np.abs(self._landmark_moves).max(axis=(1, 2))
+        self.max_shift_px_per_unit = np.maximum(field_max, landmark_max).astype(np.float32)
 
     def moved_landmarks(self, weights: np.ndarray) -> np.ndarray:
         """Where each landmark goes under these weights (forward displacement)."""

@@ -138,3 +138,42 @@ def test_transcribe_file_function(monkeypatch, tmp_path):
 
 def transcribe_file_with(asr: WhisperASR, path: Path):
     return asr.transcribe(load_audio(path))
+
+
+@pytest.fixture(scope="module")
+def short_asr(models_dir) -> WhisperASR:
+    return WhisperASR(cache_dir=models_dir, beam_size=1, short_window=True).load()
+
+
+@needs_eval
+def test_short_window_hears_the_same_english(short_asr):
+    reference = (
+        "IT WAS THE FIRST GREAT SORROW OF HIS LIFE IT WAS NOT SO MUCH THE LOSS OF THE COTTON "
+        "ITSELF BUT THE FANTASY THE HOPES THE DREAMS BUILT AROUND IT"
+    )
+    transcript = short_asr.transcribe(load_audio(SPEECH / "en_female_librispeech_1995-1837-0001.wav"))
+    assert transcript.language == "en"  # detected from the short encoding
+    assert wer(reference, transcript.text) == 0.0
+
+
+@needs_eval
+def test_short_window_mandarin_is_simplified_without_spaces(short_asr):
+    transcript = short_asr.transcribe(load_audio(SPEECH / "zh_female_aishell1_BAC009S0724W0121.wav"))
+    assert transcript.language == "zh"
+    assert " " not in transcript.text
+    assert cer("广州市房地产中介协会分析", transcript.text) <= 0.25
+
+
+def test_short_window_leaves_long_audio_to_the_sliding_window(short_asr, monkeypatch):
+    calls = []
+    monkeypatch.setattr(short_asr, "_transcribe_short", lambda pcm, language: calls.append(len(pcm)))
+    short_asr.transcribe(AudioChunk(np.zeros(16000 * 30, np.float32), 16000), "en")
+    assert calls == []
+    short_asr.transcribe(AudioChunk(np.zeros(16000 * 3, np.float32), 16000), "en")
+    assert calls == [48000]
+
+
+def test_short_window_on_silence_stays_short(short_asr):
+    # the token cap stops Whisper's loops on non-speech: at most 15 tokens/s + 24
+    text = short_asr.transcribe(AudioChunk(np.zeros(16000, np.float32), 16000), "en").text
+    assert len(text.split()) <= 39

@@ -35,6 +35,13 @@ def paced_tracks(playout, clock):
 
 FRAME_SIZE_PX = 16
 IDLE_CODE = 250
+# Frames travel as YUV 4:2:0 in limited range, which merges neighbouring grey levels: a code is
+# drawn as grey level code * PIXEL_STEP (codes up to 40) so it survives the round trip.
+PIXEL_STEP = 6
+
+
+def code_pixel(code: int) -> int:
+    return IDLE_CODE if code == IDLE_CODE else code * PIXEL_STEP
 
 
 def idle_frame(tick_index: int) -> np.ndarray:
@@ -42,15 +49,17 @@ def idle_frame(tick_index: int) -> np.ndarray:
 
 
 def coded_segment(turn_id: int, codes: list[int]) -> AVSegment:
-    frames = [np.full((FRAME_SIZE_PX, FRAME_SIZE_PX, 3), code, dtype=np.uint8) for code in codes]
+    frames = [np.full((FRAME_SIZE_PX, FRAME_SIZE_PX, 3), code_pixel(code), dtype=np.uint8) for code in codes]
     audio = np.repeat(np.asarray(codes, dtype=np.float32) / 256.0, SAMPLES_PER_FRAME)
     return AVSegment(turn_id, audio, frames)
 
 
 def video_code(frame) -> int:
-    pixels = frame.to_ndarray(format="bgr24")
-    assert (pixels == pixels[0, 0, 0]).all()
-    return int(pixels[0, 0, 0])
+    assert frame.format.name == "yuv420p", "the track hands the encoder its native format"
+    pixels = frame.to_ndarray(format="bgr24").astype(np.int16)
+    assert np.ptp(pixels) <= 1, "one flat grey frame per tick"
+    level = float(pixels.mean())
+    return IDLE_CODE if level >= IDLE_CODE - 3 else round(level / PIXEL_STEP)
 
 
 def audio_code(frame) -> int:
@@ -187,7 +196,7 @@ def test_idle_sends_silence_and_idle_frames_with_the_tick_index():
 
         def numbered_idle_frame(tick_index: int) -> np.ndarray:
             seen_ticks.append(tick_index)
-            return np.full((8, 8, 3), tick_index, dtype=np.uint8)
+            return np.full((8, 8, 3), code_pixel(tick_index), dtype=np.uint8)
 
         playout = AVPlayout(AVOutputQueue(), numbered_idle_frame)
         audio_track, video_track = paced_tracks(playout, clock)
@@ -241,7 +250,14 @@ def test_segments_of_stale_turns_are_dropped_on_put_and_on_dequeue():
         assert await queue.put(coded_segment(2, [2])) is True  # next turn rendered ahead
         queue.begin_turn(2)  # turn 1 became stale while queued
         ticks = [playout.next_tick() for _ in range(2)]
-        assert [(t.turn_id, t.is_speech, int(t.frame[0, 0, 0])) for t in ticks] == [
+        assert [
+            (
+                t.turn_id,
+                t.is_speech,
+                int(t.frame[0, 0, 0]) // PIXEL_STEP if t.is_speech else int(t.frame[0, 0, 0]),
+            )
+            for t in ticks
+        ] == [
             (2, True, 2),
             (None, False, IDLE_CODE),
         ]
@@ -511,3 +527,36 @@ async def _loopback_session() -> dict:
         "leftover_tasks": list(asyncio.all_tasks() - tasks_before),
         "loop_errors": loop_errors,
     }
+
+
+def test_idle_frames_are_drawn_only_when_shown_and_once():
+    drawn: list[int] = []
+
+    def idle(index: int) -> np.ndarray:
+        drawn.append(index)
+        return np.full((4, 4, 3), index, np.uint8)
+
+    playout = AVPlayout(AVOutputQueue(), idle)
+    ticks = [playout.next_tick() for _ in range(3)]
+    assert drawn == [], "taking a tick (the audio track does) draws nothing"
+    assert not ticks[1].frame_ready
+    assert int(ticks[1].frame[0, 0, 0]) == 1 and ticks[1].frame_ready
+    assert int(ticks[1].frame[0, 0, 0]) == 1
+    assert drawn == [1]
+
+
+def test_a_hold_silences_audio_from_the_next_packet_and_resumes_without_loss():
+    async def scenario():
+        session = Session()
+        await session.queue.put(coded_segment(1, list(range(1, 11))))
+        # Ticks 0-2 play; the hold comes 10 ms into tick 3 (after its first packet at 120 ms).
+        await session.clock.run(session.record(audio_packets=7, video_frames=4), limit_s=1)
+        session.playout.hold(True)
+        await session.clock.run(session.record(audio_packets=5, video_frames=2), limit_s=1)
+        session.playout.hold(False)
+        await session.clock.run(session.record(audio_packets=8, video_frames=4), limit_s=1)
+        assert session.audio_codes() == [1, 1, 2, 2, 3, 3, 4, 0, 0, 0, 0, 0, 5, 5, 6, 6, 7, 7, 8, 8]
+        assert session.video_codes() == [1, 2, 3, 4, IDLE_CODE, IDLE_CODE, 5, 6, 7, 8]
+        assert session.playout.played_ticks(1) == 8
+
+    run(scenario)

@@ -31,7 +31,7 @@ def speech(start_s: float, end_s: float, gate_s: float = 0.2, hangover_s: float 
 
 
 class Harness:
-    def __init__(self, vad_events, transcripts, replies, token_delay_s=0.05):
+    def __init__(self, vad_events, transcripts, replies, token_delay_s=0.05, onset_windows=()):
         self.clock = VirtualClock()
         self.queue = AVOutputQueue()
         self.lipsync = FlatLipSync()
@@ -40,7 +40,7 @@ class Harness:
         self.tts = ToneTTS(seconds_per_word=0.2)
         self.events: list[dict] = []
         self.session = ConversationSession(
-            vad=ScriptedVAD(vad_events),
+            vad=ScriptedVAD(vad_events, onset_windows=onset_windows),
             turn_detector=TurnDetector(min_turn_s=0.2, end_silence_ms=0),
             asr=ScriptedASR(transcripts),
             llm=self.llm,
@@ -134,6 +134,34 @@ def test_barge_in_mid_reply_silences_the_next_tick_and_keeps_only_what_was_heard
     assert h.session.asr.language_hints == [None, "en"], "the first turn's language is reused as a hint"
 
 
+def test_possible_barge_in_pauses_at_once_and_a_blip_resumes_where_it_paused():
+    story = ["Once upon", " a time.", " There was", " a king", " who ruled", " a land."]
+    # Reply 1 plays from tick 67 (2.68 s). At 3.5 s a sound starts; it is confirmed at 3.7 s.
+    h = Harness(
+        speech(1.0, 2.0) + speech(3.5, 4.5),
+        [Transcript("tell me a story", "en"), Transcript("stop", "en")],
+        [story, ["Okay."]],
+        onset_windows=[(3.5, 3.7)],
+    ).run(7.0)
+    assert h.first("playback_held")["at_s"] == pytest.approx(3.5)
+    after = [t for t in h.ticks if t.index * TICK_S > 3.5]
+    assert after[0].index == 88 and not after[0].is_speech, "silent from the first tick after the onset"
+    assert h.playout.played_ticks(1) == 88 - 67, "only what played before the pause counts as heard"
+    assert h.first("turn_interrupted")["heard"] == "Once upon a time."
+    # A cough at 3.5 s that the VAD drops at 3.62 s: a 0.12 s pause, then the story goes on with
+    # nothing skipped and nothing interrupted.
+    h = Harness(speech(1.0, 2.0), [Transcript("tell me a story", "en")], [story], onset_windows=[(3.5, 3.62)])
+    h.run(7.0)
+    held = [t for t in h.ticks if 3.5 < t.index * TICK_S <= 3.62]
+    assert [t.index for t in held] == [88, 89, 90] and not any(t.is_speech for t in held)
+    assert h.first("playback_resumed")["at_s"] == pytest.approx(3.62)
+    speech_ticks = [t for t in h.ticks if t.is_speech]
+    assert [int(t.frame[0, 0, 0]) for t in speech_ticks] == list(range(60)), (
+        "every frame played once, in order"
+    )
+    assert not any(e["type"] == "turn_interrupted" for e in h.events)
+
+
 def test_barge_in_before_any_audio_does_not_hang_and_the_utterance_is_recognised_whole():
     """A pause long enough to end the turn, then more words before the reply was heard: the
     unheard reply is cancelled (LLM stream closed) and the next turn recognises both parts."""
@@ -182,20 +210,47 @@ def test_heard_text_boundaries():
     assert heard_text(sentences, 10**6) == "Hello there. How are you today?"
 
 
-def test_recognition_starts_speculatively_and_is_reused_or_discarded():
-    """VAD says 'speech over' after 200 ms of silence, the turn ends after 500 ms: ASR runs in between."""
+def test_reply_is_prepared_speculatively_and_released_when_the_turn_ends():
+    """VAD says 'speech over' after 200 ms of silence, the turn ends after 500 ms: the reply is
+    recognised, generated, synthesized and drawn in between, held, and plays at the turn end."""
 
-    def harness(vad_events):
-        h = Harness(vad_events, [Transcript("first guess", "en"), Transcript("whole turn", "en")], [["Ok."]])
+    def harness(vad_events, first_reply=("Ok.",)):
+        h = Harness(
+            vad_events,
+            [Transcript("first guess", "en"), Transcript("whole turn", "en")],
+            [list(first_reply), ["Sure."]],
+        )
         h.session.turn_detector = TurnDetector(min_turn_s=0.2, end_silence_ms=500)
         return h
 
     # One sentence: speech 1.0-2.0 s, VAD end confirmed at 2.2 s, turn end at 2.5 s.
     h = harness(speech(1.0, 2.0, hangover_s=0.2)).run(4.0)
-    assert len(h.session.asr.calls) == 1, "the speculative transcript was reused"
-    assert len(h.session.asr.calls[0].pcm) == 16000  # exactly the 1.0 s of speech
-    assert h.session.history[0] == {"role": "user", "content": "first guess"}
-    # The user pauses 0.3 s and goes on: the guess is discarded and the whole turn recognised.
-    h = harness(speech(1.0, 2.0, hangover_s=0.2) + speech(2.3, 3.0, hangover_s=0.2)).run(5.0)
+    assert len(h.session.asr.calls) == 1 and len(h.session.asr.calls[0].pcm) == 16000
+    transcript = h.first("user_transcript")
+    assert transcript["at_s"] == pytest.approx(2.2), "recognised while the turn could still go on"
+    assert h.first("user_turn_ended")["at_s"] == pytest.approx(2.5)
+    types = [e["type"] for e in h.events]
+    assert types.index("user_turn_ended") < types.index("user_transcript"), "held until the turn ended"
+    queued = h.first("first_audio_queued")
+    assert queued["at_s"] == pytest.approx(2.5) and queued["latency_s"] == pytest.approx(0.5)
+    first_speech = next(t for t in h.ticks if t.is_speech)
+    assert first_speech.index == int(np.ceil(2.5 / TICK_S)), "plays at the first tick after the turn ends"
+    assert h.session.history == [
+        {"role": "user", "content": "first guess"},
+        {"role": "assistant", "content": "Ok."},
+    ]
+
+    # The user pauses 0.3 s and goes on: the guess leaves no trace, the whole turn is answered.
+    # The held reply streams 8 tokens 50 ms apart from 2.2 s: still streaming when cancelled at 2.5 s.
+    long_reply = ("Ok,", " let", " me", " think", " about", " that", " for", " you.")
+    h = harness(speech(1.0, 2.0, hangover_s=0.2) + speech(2.3, 3.0, hangover_s=0.2), long_reply).run(5.0)
     assert [len(c.pcm) for c in h.session.asr.calls] == [16000, 32000]
-    assert h.session.history[0] == {"role": "user", "content": "whole turn"}
+    assert len(h.llm.requests) == 2 and h.llm.closed_early == 1, "the held reply's LLM stream was closed"
+    assert [e["text"] for e in h.events if e["type"] == "user_transcript"] == ["whole turn"]
+    assert [e["type"] for e in h.events].count("turn_started") == 1
+    assert not any(e["type"] == "turn_failed" for e in h.events)
+    assert {t.turn_id for t in h.ticks if t.is_speech} == {2}, "only the real reply played"
+    assert h.session.history == [
+        {"role": "user", "content": "whole turn"},
+        {"role": "assistant", "content": "Sure."},
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avatar.speech_assembly import LEAD_IN_S, SENTENCE_GAP_S, TAIL_S, assemble_speech
+from avatar.speech_assembly import LEAD_IN_S, SENTENCE_GAP_S, TAIL_S, assemble_speech, trim_lead_in
 from avatar.types import AudioChunk, PhonemeTiming, Speech, TextSegment
 
 RATE = 16000
@@ -77,3 +77,24 @@ def test_leading_pause_lengthens_the_lead_in():
     segments = [TextSegment("", "neutral", pause_after_s=1.0), TextSegment("hello.", "happy")]
     assembled = assemble_speech(segments, fake_tts, split, no_resample)
     assert assembled.speech.phonemes[0].start_s == pytest.approx(LEAD_IN_S + 1.0)
+
+
+def test_trim_lead_in_keeps_10_ms_and_moves_phonemes():
+    rate = 16000
+    pcm = np.concatenate([np.zeros(800, np.float32), np.full(1600, 0.3, np.float32)])  # 50 ms silence
+    speech = Speech(
+        AudioChunk(pcm, rate),
+        "a",
+        "en",
+        (PhonemeTiming("sil", 0.0, 0.05), PhonemeTiming("a", 0.05, 0.15)),
+    )
+    trimmed = trim_lead_in(speech)
+    assert len(trimmed.audio.pcm) == len(pcm) - 640  # 40 ms cut, 10 ms (160 samples) kept
+    assert np.flatnonzero(trimmed.audio.pcm)[0] == 160
+    assert trimmed.phonemes == (
+        PhonemeTiming("sil", 0.0, pytest.approx(0.01)),
+        PhonemeTiming("a", pytest.approx(0.01), pytest.approx(0.11)),
+    )
+    silent = Speech(AudioChunk(np.zeros(100, np.float32), rate))
+    assert trim_lead_in(silent) is silent
+    assert trim_lead_in(trimmed).audio.pcm.shape == trimmed.audio.pcm.shape, "idempotent"

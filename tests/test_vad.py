@@ -282,3 +282,22 @@ def test_finish_closes_an_open_turn_and_bad_order_is_an_error():
     assert (ended.start_s, ended.end_s, ended.end_sample) == (1.0, 2.5, 40000)
     with pytest.raises(ValueError, match="out of order"):
         TurnDetector().process([end(1.0)], 1.5)
+
+
+def test_onset_is_pending_from_the_first_speech_frame_until_confirmed(silero_model):
+    """`onset_pending` lets the session pause the avatar before a barge-in is confirmed."""
+    vad = new_vad(silero_model, min_speech_ms=200.0)
+    pcm = padded_clip(SPEECH_CLIPS[0])
+    pending_from = confirmed_at = None
+    for offset in range(0, len(pcm), 320):  # 20 ms chunks, as WebRTC delivers them
+        events = vad.process(AudioChunk(pcm[offset : offset + 320], 16000))
+        if vad.onset_pending and pending_from is None:
+            pending_from = vad.processed_s
+        if any(event.kind == "speech_start" for event in events):
+            confirmed_at = events[0].confirmed_at_s
+            assert not vad.onset_pending
+            break
+    assert pending_from is not None and confirmed_at is not None
+    onset_s, _ = speech_bounds_by_energy(pcm, 16000)
+    assert abs(pending_from - onset_s) <= 0.1, "pending within ~3 frames of the energy onset"
+    assert confirmed_at - pending_from >= 0.2 - FRAME_S, "confirmation waits the minimum speech time"
