@@ -16,6 +16,12 @@ from avatar.text_script import _ABBREVIATIONS, split_sentences
 _TAG = re.compile(r"\[([^\[\]]{0,40})\]")
 _ENDED_BY_SPACE = re.compile(r"[.!?…][\"')\]”’]*\s+$")
 MAX_SENTENCE_CHARS = 200  # a run-on reply is cut at a clause break so TTS starts in time
+# A reply's first piece is cut at its first clause break once it has this many characters: a long
+# opening sentence ("We are open Monday to Saturday from 9 am to 8 pm, and on Sunday ...") would
+# otherwise be synthesized whole (~0.4 s on 2 cores) before the avatar makes a sound.
+FIRST_CLAUSE_MIN_CHARS = 12
+_CLAUSE_BREAK = re.compile(r"[,;:]\s|[，；：、]")
+_SENTENCE_END = re.compile(r"[.!?。！？…]")
 
 
 @dataclass(frozen=True)
@@ -27,9 +33,17 @@ class SpokenSentence:
 class SentenceStream:
     """Feed tokens as they arrive; take back the sentences that are complete."""
 
-    def __init__(self, default_emotion: str = "neutral", max_chars: int = MAX_SENTENCE_CHARS) -> None:
+    def __init__(
+        self,
+        default_emotion: str = "neutral",
+        max_chars: int = MAX_SENTENCE_CHARS,
+        first_clause_min_chars: int | None = FIRST_CLAUSE_MIN_CHARS,
+    ) -> None:
+        """`first_clause_min_chars=None` keeps the first sentence whole."""
         self.emotion = default_emotion
         self.max_chars = max_chars
+        self.first_clause_min_chars = first_clause_min_chars
+        self._emitted_any = False
         self._raw = ""  # text not yet emitted, tags included, possibly ending in a partial tag
         self._pending_text = ""  # tag-free text not yet emitted
         self._sentence_emotion: str | None = None  # emotion active when the pending text began
@@ -77,6 +91,9 @@ class SentenceStream:
         if self._sentence_emotion is None and self._pending_text.strip():
             self._sentence_emotion = self.emotion
         out: list[SpokenSentence] = []
+        first = self._first_clause()
+        if first is not None:
+            out.append(first)
         pieces = (
             split_sentences(self._pending_text, max_chars=self.max_chars)
             if self._pending_text.strip()
@@ -95,7 +112,26 @@ class SentenceStream:
             consumed = _consumed_length(self._pending_text, complete)
             self._pending_text = self._pending_text[consumed:]
             self._sentence_emotion = self.emotion if self._pending_text.strip() else None
+        self._emitted_any = self._emitted_any or bool(out)
         return out
+
+    def _first_clause(self) -> SpokenSentence | None:
+        """The reply's opening clause, cut off as soon as its clause break has arrived."""
+        if self._emitted_any or self.first_clause_min_chars is None:
+            return None
+        text = self._pending_text
+        offset = len(text) - len(text.lstrip())
+        for match in _CLAUSE_BREAK.finditer(text):
+            head = text[: match.start() + 1]
+            if _SENTENCE_END.search(head):
+                return None  # the first sentence ends before any clause break: keep it whole
+            if len(head.strip()) >= self.first_clause_min_chars and text[match.end() :].strip():
+                self._pending_text = text[match.start() + 1 :]
+                emotion = self._sentence_emotion or self.emotion
+                self._sentence_emotion = self.emotion
+                self._emitted_any = True
+                return SpokenSentence(head[offset:].strip(), emotion)
+        return None
 
 
 def _certainly_ended(text: str) -> bool:

@@ -57,3 +57,45 @@ def test_run_on_text_is_cut_at_a_clause_break_before_the_reply_ends():
         emitted += stream.feed(word + " ")
     assert emitted, "long text without a full stop must still reach the TTS"
     assert all(len(s.text) <= 40 for s in emitted)
+
+
+def test_a_long_opening_sentence_speaks_its_first_clause_as_soon_as_it_arrives():
+    tokens = [
+        "[happy] We are",
+        " open Monday to Saturday",
+        " from 9 am to 8 pm,",
+        " and on",
+        " Sunday 10 to 6.",
+        " Bye.",
+    ]
+    assert run(tokens) == [
+        (
+            3,
+            SpokenSentence("We are open Monday to Saturday from 9 am to 8 pm,", "happy"),
+        ),  # the next word settles it
+        (5, SpokenSentence("and on Sunday 10 to 6.", "happy")),
+        (6, SpokenSentence("Bye.", "happy")),
+    ]
+    # Chinese clause marks need no space; later sentences are never cut this way.
+    assert [
+        s.text for _, s in run(["我们周一到周六早上九点", "营业，周日", "十点营业。", "欢迎，再见。"])
+    ] == [
+        "我们周一到周六早上九点营业，",
+        "周日十点营业。",
+        "欢迎，再见。",
+    ]
+
+
+def test_short_openings_numbers_and_early_sentence_ends_are_not_cut():
+    assert [s.text for _, s in run(["Sure, we can do that."])] == ["Sure, we can do that."]
+    assert [s.text for _, s in run(["We sold 1,000 units", " this week."])] == [
+        "We sold 1,000 units this week."
+    ]
+    assert [s.text for _, s in run(["Thank you! We open at nine, then close at six."])] == [
+        "Thank you!",
+        "We open at nine, then close at six.",
+    ]
+    stream = SentenceStream(first_clause_min_chars=None)
+    assert [s.text for s in stream.feed("We are open from nine to eight, every day. ")] == [
+        "We are open from nine to eight, every day."
+    ]
