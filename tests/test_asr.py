@@ -24,6 +24,10 @@ from avatar.types import AudioChunk
 
 EVAL_DIR = Path(os.environ.get("AVATAR_EVAL_DIR", Path(__file__).resolve().parents[2] / "shared" / "eval"))
 SPEECH = EVAL_DIR / "speech"
+LIBRISPEECH_REFERENCE = (
+    "IT WAS THE FIRST GREAT SORROW OF HIS LIFE IT WAS NOT SO MUCH THE LOSS OF THE COTTON "
+    "ITSELF BUT THE FANTASY THE HOPES THE DREAMS BUILT AROUND IT"
+)
 needs_eval = pytest.mark.skipif(not SPEECH.is_dir(), reason=f"eval media not found at {SPEECH}")
 
 
@@ -93,13 +97,9 @@ def test_jfk(asr):
 
 @needs_eval
 def test_librispeech_matches_reference(asr):
-    reference = (
-        "IT WAS THE FIRST GREAT SORROW OF HIS LIFE IT WAS NOT SO MUCH THE LOSS OF THE COTTON "
-        "ITSELF BUT THE FANTASY THE HOPES THE DREAMS BUILT AROUND IT"
-    )
     transcript = asr.transcribe(load_audio(SPEECH / "en_female_librispeech_1995-1837-0001.wav"))
     assert transcript.language == "en"
-    assert wer(reference, transcript.text) == 0.0
+    assert wer(LIBRISPEECH_REFERENCE, transcript.text) == 0.0
 
 
 @needs_eval
@@ -147,13 +147,9 @@ def short_asr(models_dir) -> WhisperASR:
 
 @needs_eval
 def test_short_window_hears_the_same_english(short_asr):
-    reference = (
-        "IT WAS THE FIRST GREAT SORROW OF HIS LIFE IT WAS NOT SO MUCH THE LOSS OF THE COTTON "
-        "ITSELF BUT THE FANTASY THE HOPES THE DREAMS BUILT AROUND IT"
-    )
     transcript = short_asr.transcribe(load_audio(SPEECH / "en_female_librispeech_1995-1837-0001.wav"))
     assert transcript.language == "en"  # detected from the short encoding
-    assert wer(reference, transcript.text) == 0.0
+    assert wer(LIBRISPEECH_REFERENCE, transcript.text) == 0.0
 
 
 @needs_eval
