@@ -7,7 +7,7 @@ CORE_STAMP := $(VENV)/.core-installed
 DEV_STAMP := $(VENV)/.dev-installed
 PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: demo test test-all lint setup setup-dev clean
+.PHONY: demo test test-all screenshots lint setup setup-dev clean
 
 $(VENV)/bin/python:
 	bash scripts/ensure_system_packages.sh
@@ -19,7 +19,7 @@ $(CORE_STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
 	touch $@
 
 $(DEV_STAMP): $(CORE_STAMP)
-	$(PIP) -e '.[dev,eval,live,answerer]'
+	$(PIP) -e '.[dev,eval,live,answerer,webui]'
 	bash scripts/setup_zh_tts.sh
 	bash scripts/install_browser.sh
 	touch $@
@@ -38,6 +38,10 @@ test: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -m "not slow"
+
+## Refresh the screenshots in docs/images from the browser tests (live page, web console).
+screenshots: $(DEV_STAMP)
+	AVATAR_UPDATE_SCREENSHOTS=1 $(BIN)/pytest tests/test_live_page.py tests/test_webui_e2e.py
 
 ## Everything, including slow measurement tests.
 test-all: $(DEV_STAMP)

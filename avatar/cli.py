@@ -8,12 +8,14 @@ and a non-zero exit code; no traceback for bad input.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
 
 from avatar.errors import AvatarError
 from avatar.render_request import EMOTIONS
+from webui.cli_args import add_webui_parser, run_webui
 
 EXAMPLES = """examples:
   avatar render --photo me.jpg --text "Hello! [happy] Nice to meet you." -o hello.mp4
@@ -22,7 +24,29 @@ EXAMPLES = """examples:
   avatar batch jobs.csv --out-dir videos/ --jobs 2
   avatar transcribe speech.wav
   avatar voice-profile my_voice.wav -o me.voice.json
+  avatar library create Mona --photo me.jpg --voice my_voice.wav --knowledge faq.md
+  avatar render --avatar Mona --text "Hello!" -o hello.mp4
+  avatar serve --avatar Mona
+  avatar webui                      # the web console on http://127.0.0.1:7860/
 """
+
+LIBRARY_EXAMPLES = """examples:
+  avatar library create Mona --photo me.jpg --voice my_voice.wav --lang en \\
+      --persona "A cheerful shop assistant" --knowledge faq.md
+  avatar library create 小美 --photo xm.jpg --voice xm.wav --lang zh
+  avatar library list
+  avatar library rename mona "Mona Lisa"
+  avatar library duplicate mona-lisa "Mona (formal)"
+  avatar library export mona-lisa -o mona.zip
+  avatar library import mona.zip --name "Mona 2"
+  avatar library delete mona-2
+  avatar render --avatar "Mona Lisa" --text "Hello!" -o hello.mp4
+  avatar serve --avatar "Mona Lisa"
+
+The library lives in $AVATAR_LIBRARY (default ~/.cache/talking-avatar/avatars); --library DIR
+picks another. Avatars are named by their display name or their slug (the folder name).
+"""
+DEFAULT_SERVE_PHOTO = Path("assets/sample_portrait.jpg")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -41,7 +65,19 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    render.add_argument("--photo", required=True, type=Path, help="portrait photo (JPEG/PNG/WebP, any size)")
+    who = render.add_mutually_exclusive_group(required=True)
+    who.add_argument("--photo", type=Path, help="portrait photo (JPEG/PNG/WebP, any size)")
+    who.add_argument(
+        "--avatar",
+        metavar="NAME",
+        help="a library avatar (name or slug): its photo, face, voice and language",
+    )
+    render.add_argument(
+        "--library",
+        type=Path,
+        metavar="DIR",
+        help="avatar library folder (default: $AVATAR_LIBRARY, else ~/.local/share/talking-avatar/avatars)",
+    )
     source = render.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="what to say; inline tags like [happy], [sad], [pause 0.5s]")
     source.add_argument("--text-file", type=Path, help="read the text from a UTF-8 file")
@@ -93,8 +129,18 @@ def _build_parser() -> argparse.ArgumentParser:
     voice.add_argument("--name", help="profile name (default: the sample's file name)")
 
     serve = sub.add_parser("serve", help="talk to the avatar live in a browser (WebRTC)")
+    who = serve.add_mutually_exclusive_group()
+    who.add_argument("--photo", type=Path, help=f"portrait photo (default {DEFAULT_SERVE_PHOTO})")
+    who.add_argument(
+        "--avatar",
+        metavar="NAME",
+        help="a library avatar: its photo, face, matched voice, language, persona and knowledge",
+    )
     serve.add_argument(
-        "--photo", type=Path, default=Path("assets/sample_portrait.jpg"), help="portrait photo"
+        "--library",
+        type=Path,
+        metavar="DIR",
+        help="avatar library folder (default: $AVATAR_LIBRARY, else ~/.local/share/talking-avatar/avatars)",
     )
     serve.add_argument(
         "--size", type=int, default=512, help="longest side of the video in pixels (default 512)"
@@ -110,8 +156,8 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--llm",
         choices=("stub", "answerer"),
-        default="stub",
-        help="stub: instant fixed reply (benchmarks); answerer: offline knowledge-base answers",
+        help="stub: instant fixed reply (benchmarks); answerer: offline knowledge-base answers "
+        "(default: answerer when there is a knowledge file, else stub)",
     )
     serve.add_argument(
         "--knowledge",
@@ -120,7 +166,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default=[],
         help="FAQ / markdown / text file for --llm answerer (repeatable)",
     )
-    serve.add_argument("--persona", default="Mona", help="the avatar's name")
+    serve.add_argument("--persona", help="the avatar's name (default: the library name, else Mona)")
     serve.add_argument("--lang", choices=("en", "zh"), help="voice language (default: detected per sentence)")
     serve.add_argument(
         "--ice-server", action="append", default=[], help="STUN/TURN URL for clients behind NAT"
@@ -129,12 +175,77 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("probe", help="measure a running server with a headless WebRTC client", add_help=False)
 
+    _add_library_parser(sub)
+
     preview = sub.add_parser("preview", help="draw the detected face and landmarks on the photo (PNG)")
     preview.add_argument("--photo", required=True, type=Path)
     preview.add_argument("--size", type=int)
     preview.add_argument("--face", type=int)
     preview.add_argument("-o", "--output", type=Path, default=Path("preview.png"))
+    add_webui_parser(sub)
     return parser
+
+
+def _add_library_parser(sub) -> None:
+    library = sub.add_parser(
+        "library",
+        help="create and manage named avatars (photo + voice + persona + knowledge)",
+        description="Named avatars, reusable with --avatar NAME in render and serve.",
+        epilog=LIBRARY_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = library.add_subparsers(dest="library_command", metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--library",
+        type=Path,
+        metavar="DIR",
+        help="library folder (default: $AVATAR_LIBRARY, else ~/.local/share/talking-avatar/avatars)",
+    )
+
+    create = actions.add_parser(
+        "create", parents=[common], help="check a photo (and voice sample) and save them as an avatar"
+    )
+    create.add_argument("name", help="display name, any script, up to 64 characters")
+    create.add_argument("--photo", required=True, type=Path, help="portrait photo with one clear face")
+    create.add_argument("--voice", type=Path, metavar="SAMPLE", help="3-30 s recording of the avatar's voice")
+    create.add_argument(
+        "--transcript", metavar="TEXT", help="what the voice sample says (default: transcribed by Whisper)"
+    )
+    create.add_argument(
+        "--no-transcribe", action="store_true", help="store no transcript instead of running Whisper"
+    )
+    create.add_argument("--lang", choices=("en", "zh"), help="speech language (default: detect per sentence)")
+    persona = create.add_mutually_exclusive_group()
+    persona.add_argument("--persona", default="", metavar="TEXT", help="persona / system prompt text")
+    persona.add_argument(
+        "--persona-file", type=Path, metavar="FILE", help="read the persona from a UTF-8 file"
+    )
+    create.add_argument(
+        "--knowledge", type=Path, metavar="FILE", help="FAQ / markdown / text file for the offline answerer"
+    )
+    create.add_argument(
+        "--face", type=int, metavar="N", help="which face when the photo has several (0 = largest)"
+    )
+
+    show = actions.add_parser("list", parents=[common], help="list the avatars")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    for verb, text in (
+        ("rename", "change an avatar's name"),
+        ("duplicate", "copy an avatar under a new name"),
+    ):
+        action = actions.add_parser(verb, parents=[common], help=text)
+        action.add_argument("avatar", help="name or slug")
+        action.add_argument("new_name", help="the new display name")
+    delete = actions.add_parser("delete", parents=[common], help="delete an avatar")
+    delete.add_argument("avatar", help="name or slug")
+    export = actions.add_parser("export", parents=[common], help="write an avatar to one .zip file")
+    export.add_argument("avatar", help="name or slug")
+    export.add_argument("-o", "--output", type=Path, default=Path("."), help="file or folder (default: .)")
+    load = actions.add_parser("import", parents=[common], help="add an avatar from an exported .zip")
+    load.add_argument("archive", type=Path)
+    load.add_argument("--name", help="import under this name (default: the name in the archive)")
+    library.set_defaults(library_parser=library)
 
 
 def _progress_bar(quiet: bool):
@@ -171,6 +282,16 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from avatar.render_job import render_video
     from avatar.render_request import RenderRequest
 
+    photo, voice, language, face = args.photo, args.voice, args.lang, args.face
+    if args.avatar is not None:
+        from avatar.avatar_library import AvatarLibrary
+
+        record = AvatarLibrary(args.library).get(args.avatar)
+        photo = record.photo_path
+        if voice is None and args.audio is None:  # a recording is lip-synced as it is
+            voice = record.voice_profile_path
+        language = language or record.settings.language
+        face = face if face is not None else record.settings.face_index
     text = args.text
     if args.text_file is not None:
         try:
@@ -178,15 +299,15 @@ def _cmd_render(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as exc:
             raise AvatarError(f"cannot read --text-file {args.text_file}: {exc}") from exc
     request = RenderRequest(
-        photo_path=args.photo,
+        photo_path=photo,
         output_path=args.output,
         text=text,
         audio_path=args.audio,
-        voice_sample_path=args.voice,
+        voice_sample_path=voice,
         emotion=args.emotion,
-        language=args.lang,
+        language=language,
         size_px=args.size,
-        face_index=args.face,
+        face_index=face,
         audio_timing=args.audio_timing,
     )
     progress, close = _progress_bar(args.quiet)
@@ -240,7 +361,7 @@ def _cmd_voice_profile(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
-    from avatar.live_engines import LiveConfig, LiveEngines
+    from avatar.live_engines import LiveEngines
     from avatar.live_server import LiveServer
 
     try:
@@ -248,30 +369,160 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise AvatarError("the live server needs the live extra", "pip install '.[live]'") from exc
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    config = LiveConfig(
-        photo_path=args.photo,
-        size_px=args.size,
-        face_index=args.face,
-        llm=args.llm,
-        knowledge_paths=tuple(args.knowledge),
-        persona_name=args.persona,
-        language=args.lang,
-    )
+    config = live_config(args)
     from avatar.loopback_ice import install_from_env
 
     install_from_env()  # AVATAR_LOOPBACK_ONLY=1: ICE on 127.0.0.1 only (tests, benchmarks)
-    print(f"loading engines for {args.photo} ...", file=sys.stderr)
+    print(f"loading engines for {args.avatar or config.photo_path} ...", file=sys.stderr)
     engines = LiveEngines(config).load()
     token = args.token or os.environ.get("AVATAR_TOKEN") or None
     server = LiveServer(
         engines, token=token, ice_servers=tuple(args.ice_server), max_sessions=args.max_sessions
     )
-    print(f"open http://{args.host}:{args.port}/ to talk to {args.persona}", file=sys.stderr)
+    print(f"open http://{args.host}:{args.port}/ to talk to {config.persona_name}", file=sys.stderr)
     try:
         web.run_app(server.app(), host=args.host, port=args.port, print=None)
     finally:
         engines.close()
     return 0
+
+
+def live_config(args: argparse.Namespace):
+    """The LiveConfig of `avatar serve`: from --photo and flags, or from a library avatar.
+
+    Explicit flags win over the avatar's settings; the avatar's knowledge file comes first and
+    --knowledge files are added to it.
+    """
+    from avatar.live_engines import LiveConfig
+
+    photo, face, language = args.photo or DEFAULT_SERVE_PHOTO, args.face, args.lang
+    persona_name, persona_prompt, voice_profile, label = args.persona or "Mona", "", None, None
+    knowledge = list(args.knowledge)
+    if args.avatar is not None:
+        from avatar.avatar_library import AvatarLibrary
+
+        record = AvatarLibrary(args.library).get(args.avatar)
+        settings = record.settings
+        photo, voice_profile, persona_prompt = record.photo_path, record.voice_profile_path, settings.persona
+        face = face if face is not None else settings.face_index
+        language = language or settings.language
+        persona_name = args.persona or settings.name
+        label = f"{settings.name} ({record.slug})"
+        if record.knowledge_path is not None:
+            knowledge.insert(0, record.knowledge_path)
+    return LiveConfig(
+        photo_path=photo,
+        size_px=args.size,
+        face_index=face,
+        llm=args.llm or ("answerer" if knowledge else "stub"),
+        knowledge_paths=tuple(knowledge),
+        persona_name=persona_name,
+        language=language,
+        voice_profile_path=voice_profile,
+        persona_prompt=persona_prompt,
+        avatar_label=label,
+    )
+
+
+def _cmd_library(args: argparse.Namespace) -> int:
+    from avatar.avatar_library import AvatarLibrary
+
+    command = args.library_command
+    if command is None:
+        args.library_parser.print_help()
+        return 2
+    if command == "create":
+        return _library_create(args)
+    library = AvatarLibrary(args.library)
+    if command == "list":
+        return _library_list(library, args.json)
+    if command == "rename":
+        record = library.rename(args.avatar, args.new_name)
+        print(f"renamed to {record.settings.name} ({record.slug})")
+    elif command == "duplicate":
+        record = library.duplicate(args.avatar, args.new_name)
+        print(f"created {record.settings.name} ({record.slug}) as a copy of {args.avatar}")
+    elif command == "delete":
+        record = library.get(args.avatar)
+        library.delete(record.slug)
+        print(f"deleted {record.settings.name} ({record.slug})")
+    elif command == "export":
+        print(f"wrote {library.export(args.avatar, args.output)}")
+    elif command == "import":
+        record = library.import_archive(args.archive, name=args.name)
+        _print_warnings(record.warnings)
+        print(f"imported {record.settings.name} ({record.slug}) into {library.root}")
+    return 0
+
+
+def _library_create(args: argparse.Namespace) -> int:
+    """Transcribe the voice sample unless told not to, then check and save everything."""
+    from avatar.avatar_library import AvatarLibrary
+
+    library = AvatarLibrary(args.library)  # opens (and tidies) the folder before the slow steps
+    persona = args.persona
+    if args.persona_file is not None:
+        try:
+            persona = args.persona_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AvatarError(f"cannot read --persona-file {args.persona_file}: {exc}") from exc
+    transcript, warnings = args.transcript or "", []
+    if args.voice is not None and args.transcript is None and not args.no_transcribe:
+        from avatar.avatar_checks import check_voice_sample
+
+        check = check_voice_sample(args.voice, transcribe=True)
+        transcript, warnings = check.transcript, list(check.warnings)
+    record = library.create(
+        args.name,
+        args.photo,
+        args.voice,
+        transcript=transcript,
+        language=args.lang,
+        persona=persona,
+        knowledge=args.knowledge,
+        face_index=args.face,
+    )
+    _print_warnings(list(dict.fromkeys([*warnings, *record.warnings])))
+    print(f"created {record.settings.name} ({record.slug}) in {record.folder}")
+    if transcript:
+        print(f"voice transcript: {transcript}")
+    return 0
+
+
+def _library_list(library, as_json: bool) -> int:
+    import json
+
+    records = library.list()
+    if as_json:
+        rows = [
+            {
+                "slug": record.slug,
+                "folder": str(record.folder),
+                "voice": record.voice_profile_path is not None,
+                "knowledge": record.knowledge_path is not None,
+                **dataclasses.asdict(record.settings),
+            }
+            for record in records
+        ]
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    if not records:
+        print(f"no avatars in {library.root} (create one: avatar library create NAME --photo PHOTO)")
+        return 0
+    width = max(len(record.slug) for record in records)
+    for record in records:
+        extras = [
+            record.settings.language or "auto",
+            "voice" if record.voice_profile_path else "default voice",
+            *(["knowledge"] if record.knowledge_path else []),
+        ]
+        print(f"{record.slug:<{width}}  {record.settings.name}  ({', '.join(extras)})")
+    return 0
+
+
+def _print_warnings(warnings) -> None:
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _cmd_preview(args: argparse.Namespace) -> int:
@@ -306,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         "voice-profile": _cmd_voice_profile,
         "serve": _cmd_serve,
         "preview": _cmd_preview,
+        "library": _cmd_library,
+        "webui": run_webui,
     }
     if args.command not in commands:
         parser.print_help()

@@ -45,6 +45,19 @@ class LiveConfig:
     language: str | None = None  # TTS language; None = detect per sentence
     barge_in_min_speech_ms: float = 200.0
     end_of_turn_silence_ms: float = 500.0
+    # A saved voices.voice_profile.VoiceProfile (a library avatar's voice_profile.json): every
+    # reply is DSP-matched toward it, as `avatar render --voice` does for videos.
+    voice_profile_path: Path | None = None
+    persona_prompt: str = ""  # the avatar's persona / system prompt; "" = a generic one
+    avatar_label: str | None = None  # what /health and the page call the avatar (default: photo file name)
+
+    @property
+    def avatar_name(self) -> str:
+        return self.avatar_label or self.photo_path.name
+
+    @property
+    def system_prompt(self) -> str:
+        return self.persona_prompt.strip() or f"You are {self.persona_name}, a friendly talking avatar."
 
 
 class LiveEngines:
@@ -60,6 +73,7 @@ class LiveEngines:
         self.vad_model = None
         self.asr = None
         self.tts = None
+        self.voice_profile = None
         self.llm = None
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -69,17 +83,16 @@ class LiveEngines:
         from avatar.vad_silero import SileroModel
         from lipsync.avatar_assets import prepare_avatar
         from lipsync.procedural_renderer import ProceduralRenderer
-        from voices.tts_select import TTSSelector
 
         config = self.config
         limit_kernel_threads()
+        self.load_voice()  # first: a bad voice profile fails before the slow loads
         assets = prepare_avatar(config.photo_path, config.size_px, config.face_index)
         self.renderer = ProceduralRenderer(assets)
         self.vad_model = SileroModel()
         # greedy decoding over a window just longer than the turn: ~0.1 s per question instead of
         # ~0.7 s, same words on our tests (see avatar/asr_whisper.py)
         self.asr = WhisperASR(beam_size=1, short_window=True).load()
-        self.tts = TTSSelector()
         self.tts.get(config.language or "en")
         if config.llm == "answerer":
             from avatar.offline_answerer import OfflineAnswerer
@@ -93,8 +106,28 @@ class LiveEngines:
             self.llm = InstantReplyLLM()
         return self
 
+    def load_voice(self) -> LiveEngines:
+        """The TTS selector and the voice profile to match toward (if any); engines load lazily."""
+        from voices.tts_select import TTSSelector
+
+        if self.config.voice_profile_path is not None and self.voice_profile is None:
+            from voices.voice_profile import VoiceProfile
+
+            self.voice_profile = VoiceProfile.load(self.config.voice_profile_path)
+        if self.tts is None:
+            self.tts = TTSSelector()
+        return self
+
     def synthesize(self, text: str):
-        return self.tts.synthesize(text, self.config.language)
+        """One sentence of reply speech, in the avatar's matched voice when it has a profile."""
+        from voices.language import detect_language
+
+        engine = self.tts.get(self.config.language or detect_language(text))
+        if self.voice_profile is not None:
+            from voices.voice_match import VoiceMatchedTTS
+
+            engine = VoiceMatchedTTS(engine, self.voice_profile)  # a thin wrapper: cheap per call
+        return engine.synthesize(text)
 
     async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a blocking engine call in a thread, one call at a time per engine."""

@@ -96,7 +96,7 @@ class LiveServer:
             {
                 "sessions": len(self.sessions),
                 "max_sessions": self.max_sessions,
-                "avatar": config.photo_path.name,
+                "avatar": config.avatar_name,
                 "persona": config.persona_name,
                 "ice_servers": list(self.ice_servers),
                 "llm": config.llm,
@@ -178,7 +178,7 @@ class LiveServer:
             queue=queue,
             playout=playout,
             clock=clock,
-            system_prompt=f"You are {config.persona_name}, a friendly talking avatar.",
+            system_prompt=config.system_prompt,
             language=config.language,
             run_blocking=engines.run_blocking,
             on_event=send_event,
@@ -194,7 +194,7 @@ class LiveServer:
                     "type": "session_started",
                     "at_s": clock.now_s(),
                     "session_id": session_id,
-                    "avatar": config.photo_path.name,
+                    "avatar": config.avatar_name,
                     "persona": config.persona_name,
                     "ice_servers": list(self.ice_servers),
                 }

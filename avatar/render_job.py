@@ -17,6 +17,16 @@ from avatar.types import Speech
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
 
+def _file_identity(path: Path) -> tuple[str, int, int]:
+    """(resolved path, size, modification time in ns): changes whenever the file is replaced."""
+    resolved = Path(path).resolve()
+    try:
+        stat = resolved.stat()
+    except OSError:
+        return (str(resolved), -1, -1)  # a missing file fails later with the loader's own error
+    return (str(resolved), stat.st_size, stat.st_mtime_ns)
+
+
 class RenderEngines:
     """Lazily loaded engines shared by consecutive jobs in one process."""
 
@@ -58,7 +68,7 @@ class RenderEngines:
         return self._tts.get(language)
 
     def voice_profile(self, sample_path: Path):
-        key = (str(Path(sample_path).resolve()), Path(sample_path).stat().st_mtime)
+        key = _file_identity(sample_path)
         if key not in self._profiles:
             from voices.voice_profile import VoiceProfile, build_voice_profile
 
@@ -71,7 +81,9 @@ class RenderEngines:
         return self._profiles[key]
 
     def renderer(self, photo_path: Path, size_px: int | None, face_index: int | None):
-        key = (str(Path(photo_path).resolve()), size_px, face_index)
+        # The file's identity, not only its path: a long-lived process (the web console) may see a
+        # new photo saved under the same name, which must not reuse the old face.
+        key = (*_file_identity(photo_path), size_px, face_index)
         if key not in self._renderers:
             from lipsync.avatar_assets import prepare_avatar
             from lipsync.procedural_renderer import ProceduralRenderer

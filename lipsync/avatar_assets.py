@@ -67,10 +67,10 @@ def read_photo(photo_path: Path) -> np.ndarray:
     if not path.exists():
         raise InputError(f"photo not found: {path}", "check the path")
     if path.is_dir():
-        raise InputError(f"photo path is a folder, not an image: {path}")
+        raise InputError(f"photo path is a folder, not an image: {path}", "pick the image file inside it")
     data = np.fromfile(str(path), dtype=np.uint8)
     if data.size == 0:
-        raise InputError(f"photo file is empty: {path}")
+        raise InputError(f"photo file is empty: {path}", "upload or export the photo again")
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
         raise InputError(

@@ -15,10 +15,25 @@ def draw_preview(assets: AvatarAssets, output_path: Path) -> np.ndarray:
     """Draw the detection on a copy of the photo and save it (PNG/JPEG by extension)."""
     import cv2
 
+    image = draw_detection(assets)
+    if not cv2.imwrite(str(output_path), image):
+        raise InputError(f"cannot write preview image {output_path}", "check the folder and use .png or .jpg")
+    return image
+
+
+def draw_detection(assets: AvatarAssets) -> np.ndarray:
+    """The photo (BGR copy) with every landmark, the lip/eye/face contours and the face box.
+
+    Separate from saving so the web console can show the picture without a file round trip.
+    """
+    import cv2
+
     image = assets.image_bgr.copy()
     lm = assets.landmarks_px[:, :2]
     for x, y in lm[:468]:
         cv2.circle(image, (int(x), int(y)), 1, (200, 200, 200), -1, cv2.LINE_AA)
+    for x, y in lm[468:]:  # the two irises
+        cv2.circle(image, (int(x), int(y)), 1, (230, 160, 40), -1, cv2.LINE_AA)
     for ids, color in (
         (fm.LIPS_OUTER, (60, 60, 230)),
         (fm.RIGHT_EYE, (230, 160, 40)),
@@ -28,6 +43,4 @@ def draw_preview(assets: AvatarAssets, output_path: Path) -> np.ndarray:
         cv2.polylines(image, [np.round(lm[list(ids)]).astype(np.int32)], True, color, 1, cv2.LINE_AA)
     x0, y0, x1, y1 = (int(v) for v in assets.face_box_xyxy)
     cv2.rectangle(image, (x0, y0), (x1, y1), (0, 220, 255), 2)
-    if not cv2.imwrite(str(output_path), image):
-        raise InputError(f"cannot write preview image {output_path}", "check the folder and use .png or .jpg")
     return image

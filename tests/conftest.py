@@ -13,6 +13,16 @@ SAMPLE_PORTRAIT = ASSETS / "sample_portrait.jpg"
 SAMPLE_VOICE = ASSETS / "sample_voice.flac"
 
 
+def screenshot_path(name: str, scratch: Path) -> Path:
+    """Where a browser test writes its screenshot: docs/images/ when AVATAR_UPDATE_SCREENSHOTS=1
+    (to refresh the pictures in the docs), else `scratch`, so a test run never dirties the tree."""
+    import os
+
+    folder = ROOT / "docs" / "images" if os.environ.get("AVATAR_UPDATE_SCREENSHOTS") == "1" else scratch
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
 def eval_file(relative: str) -> Path:
     """A file from ../shared/eval, or skip the test where that folder is not checked out."""
     path = EVAL_DIR / relative

@@ -5,7 +5,8 @@ Chromium); the page must connect over WebRTC, show the user's transcript and the
 the avatar's video, and handle the Interrupt button. Chromium is driven through the DevTools protocol
 over a websocket (aiohttp, already a dependency of the live extra), so no browser-automation package
 or browser download is needed: only Debian's `chromium` (scripts/install_browser.sh).
-A screenshot taken during the conversation is written to docs/images/live_page.png.
+A screenshot taken during the conversation is written to docs/images/live_page.png when
+AVATAR_UPDATE_SCREENSHOTS=1 (else to a temporary folder, so test runs leave the tree clean).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import asynccontextmanager, contextmanager
@@ -25,12 +27,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SAMPLE_PORTRAIT, eval_file
+from tests.conftest import ROOT, SAMPLE_PORTRAIT, eval_file, screenshot_path
 
 pytest.importorskip("aiortc", reason="the live extra is not installed (pip install -e '.[live]')")
 aiohttp = pytest.importorskip("aiohttp", reason="the live extra is not installed (pip install -e '.[live]')")
 
-SCREENSHOT = ROOT / "docs" / "images" / "live_page.png"
+SCREENSHOT = screenshot_path("live_page.png", Path(tempfile.gettempdir()) / "avatar-screenshots")
 VIEWPORT = (1280, 800)
 SERVER_START_S = 90.0
 CONVERSATION_S = 60.0

@@ -190,3 +190,17 @@ def test_cli_batch_renders_every_job_and_reports_failures(tmp_path):
     assert not (tmp_path / "c.mp4").exists()
     report = json.loads((tmp_path / "out" / "batch_report.json").read_text())
     assert len(report["succeeded"]) == 2 and len(report["failed"]) == 1
+
+
+def test_a_photo_replaced_under_the_same_path_is_prepared_again(engines, tmp_path):
+    """Long-lived processes (the web console) keep one RenderEngines: the cache must see a new file."""
+    import os
+    import shutil
+
+    photo = tmp_path / "me.jpg"
+    shutil.copyfile(SAMPLE_PORTRAIT, photo)
+    first = engines.renderer(photo, 512, None)
+    assert engines.renderer(photo, 512, None) is first, "same file: reused"
+    shutil.copyfile(eval_file("faces/painting_mona_lisa.jpg"), photo)
+    os.utime(photo, ns=(0, photo.stat().st_mtime_ns + 1_000_000_000))
+    assert engines.renderer(photo, 512, None) is not first, "replaced file: prepared again"

