@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import util as importlib_util
@@ -37,7 +36,7 @@ import numpy as np
 
 from avatar.audio_io import load_audio, resample
 from avatar.errors import EngineUnavailable, InputError
-from avatar.storage import cache_root, sha256_file, write_text_atomically
+from avatar.storage import cache_root, open_atomically, sha256_file, write_text_atomically
 from avatar.types import AudioChunk, Transcript
 
 WHISPER_SAMPLE_RATE_HZ = 16000
@@ -99,20 +98,12 @@ def _package_data_dir(module: str, pip_name: str) -> Path:
 def _write_atomically(target: Path, parts: Sequence[Path]) -> str:
     """Concatenate `parts` into `target` via a temp file + rename; returns the sha256."""
     digest = hashlib.sha256()
-    fd, temp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for part in parts:
-                with part.open("rb") as handle:
-                    for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                        digest.update(block)
-                        out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with open_atomically(target) as out:
+        for part in parts:
+            with part.open("rb") as handle:
+                for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                    digest.update(block)
+                    out.write(block)
     return digest.hexdigest()
 
 

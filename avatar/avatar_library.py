@@ -30,7 +30,6 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 import time
 import unicodedata
 import zipfile
@@ -41,7 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from avatar.errors import InputError
-from avatar.storage import write_text_atomically
+from avatar.storage import open_atomically, write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -372,20 +371,11 @@ class AvatarLibrary:
             raise InputError(f"export file must end in .zip, got {target.name}", f"e.g. {record.slug}.zip")
         if not target.parent.is_dir():
             raise InputError(f"folder does not exist: {target.parent}", "create it first")
-        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as archive:
-                archive.write(record.folder / _SETTINGS_FILE, _SETTINGS_FILE)
-                for path in sorted(record.folder.iterdir()):
-                    if path.is_file() and path.name != _SETTINGS_FILE and _KNOWN_FILE.match(path.name):
-                        archive.write(path, path.name)
-                archive.close()
-                raw.flush()
-                os.fsync(raw.fileno())
-            os.replace(temp_name, target)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        with open_atomically(target) as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.write(record.folder / _SETTINGS_FILE, _SETTINGS_FILE)
+            for path in sorted(record.folder.iterdir()):
+                if path.is_file() and path.name != _SETTINGS_FILE and _KNOWN_FILE.match(path.name):
+                    archive.write(path, path.name)
         return target
 
     def import_archive(self, archive: Path, name: str | None = None) -> AvatarRecord:

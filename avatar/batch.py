@@ -23,6 +23,7 @@ from pathlib import Path
 
 from avatar.errors import AvatarError, InputError
 from avatar.render_request import EMOTIONS, RenderRequest, RenderResult
+from avatar.storage import write_text_atomically
 
 RenderFn = Callable[[RenderRequest], RenderResult]
 
@@ -368,9 +369,7 @@ def _write_report(report_path: Path, manifest_path: Path, report: BatchReport) -
         "succeeded": [entry(o) for o in report.succeeded],
         "failed": [entry(o) for o in report.failed],
     }
-    temp = report_path.with_name(f".{report_path.name}.partial")
-    temp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(temp, report_path)
+    write_text_atomically(report_path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
 def run_batch(

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +31,7 @@ import numpy as np
 
 from avatar.errors import InputError
 from avatar.render_request import EMOTIONS
-from avatar.storage import cache_root
+from avatar.storage import cache_root, open_atomically
 
 log = logging.getLogger(__name__)
 
@@ -359,11 +357,5 @@ def _read_cached_vectors(
 def _write_cached_vectors(path: Path, questions: np.ndarray, answers: np.ndarray) -> None:
     """Write beside the target and rename, so a crash never leaves half a cache file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as temp_file:
-            np.savez(temp_file, question_vectors=questions, answer_vectors=answers)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with open_atomically(path) as temp_file:
+        np.savez(temp_file, question_vectors=questions, answer_vectors=answers)

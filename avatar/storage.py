@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 
 def cache_root() -> Path:
@@ -14,20 +17,32 @@ def cache_root() -> Path:
     return Path(root).expanduser() if root else Path.home() / ".cache" / "talking-avatar"
 
 
-def write_text_atomically(path: Path, text: str) -> Path:
-    """Write beside the target, fsync, then rename over it; readers see the old or the new file."""
+@contextmanager
+def open_atomically(path: Path, mode: str = "wb", encoding: str | None = None) -> Iterator[IO]:
+    """A file to write that replaces `path` only when the block ends without an error.
+
+    It is written beside the target (same filesystem), flushed, fsynced and renamed over it;
+    on any error, Ctrl-C included, it is removed. Readers see the old file or the whole new
+    one, never half of it: every cache, model and archive the toolkit writes goes through here.
+    """
     path = Path(path)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as temp_file:
-            temp_file.write(text)
+        with os.fdopen(handle, mode, encoding=encoding) as temp_file:
+            yield temp_file
             temp_file.flush()
             os.fsync(temp_file.fileno())
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_text_atomically(path: Path, text: str) -> Path:
+    """Write beside the target, fsync, then rename over it; readers see the old or the new file."""
+    with open_atomically(path, "w", encoding="utf-8") as temp_file:
+        temp_file.write(text)
+    return Path(path)
 
 
 def sha256_file(path: Path) -> str:

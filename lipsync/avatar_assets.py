@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from avatar.errors import InputError
-from avatar.storage import cache_root
+from avatar.storage import cache_root, open_atomically
 from lipsync.face_landmarker import landmark_box
 
 CACHE_VERSION = 1
@@ -196,8 +194,7 @@ def _store_cached(cache_file: Path, assets: AvatarAssets) -> None:
     }
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=cache_file.parent, suffix=".npz", delete=False) as handle:
+        with open_atomically(cache_file) as handle:
             np.savez(handle, image=assets.image_bgr, landmarks=assets.landmarks_px, meta=json.dumps(meta))
-        os.replace(handle.name, cache_file)
     except OSError:
         return  # caching is an optimisation; a read-only cache dir must not fail the render
