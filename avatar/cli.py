@@ -292,12 +292,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
             voice = record.voice_profile_path
         language = language or record.settings.language
         face = face if face is not None else record.settings.face_index
-    text = args.text
-    if args.text_file is not None:
-        try:
-            text = args.text_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise AvatarError(f"cannot read --text-file {args.text_file}: {exc}") from exc
+    text = args.text if args.text_file is None else _read_text_option(args.text_file, "--text-file")
     request = RenderRequest(
         photo_path=photo,
         output_path=args.output,
@@ -455,17 +450,22 @@ def _cmd_library(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_text_option(path: Path, flag: str) -> str:
+    """A UTF-8 text file named on the command line, or one line saying why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AvatarError(f"cannot read {flag} {path}: {exc}") from exc
+
+
 def _library_create(args: argparse.Namespace) -> int:
     """Transcribe the voice sample unless told not to, then check and save everything."""
     from avatar.avatar_library import AvatarLibrary
 
     library = AvatarLibrary(args.library)  # opens (and tidies) the folder before the slow steps
-    persona = args.persona
-    if args.persona_file is not None:
-        try:
-            persona = args.persona_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise AvatarError(f"cannot read --persona-file {args.persona_file}: {exc}") from exc
+    persona = (
+        args.persona if args.persona_file is None else _read_text_option(args.persona_file, "--persona-file")
+    )
     transcript, warnings = args.transcript or "", []
     if args.voice is not None and args.transcript is None and not args.no_transcribe:
         from avatar.avatar_checks import check_voice_sample

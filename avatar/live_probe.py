@@ -442,13 +442,18 @@ class LiveProbe:
         if self._channel is not None and self._channel.readyState == "open":
             self._channel.send(json.dumps(event))
 
-    async def _receive_audio(self, track) -> None:
+    @staticmethod
+    async def _receive(track, record) -> None:
+        """Hand every frame and its arrival time to `record` until the track ends or goes quiet."""
         while True:
             try:
                 frame = await asyncio.wait_for(track.recv(), RECV_TIMEOUT_S)
             except (MediaStreamError, asyncio.TimeoutError):
                 return
-            arrival_s = time.monotonic()
+            record(frame, time.monotonic())
+
+    async def _receive_audio(self, track) -> None:
+        def record(frame, arrival_s: float) -> None:
             pcm = (
                 frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0].astype(np.float32) / 32768.0
             )
@@ -464,15 +469,14 @@ class LiveProbe:
                 )
             )
 
+        await self._receive(track, record)
+
     async def _receive_video(self, track) -> None:
-        while True:
-            try:
-                frame = await asyncio.wait_for(track.recv(), RECV_TIMEOUT_S)
-            except (MediaStreamError, asyncio.TimeoutError):
-                return
-            arrival_s = time.monotonic()
+        def record(frame, arrival_s: float) -> None:
             grey = frame.to_ndarray(format="gray")[::VIDEO_DOWNSAMPLE, ::VIDEO_DOWNSAMPLE].copy()
             self.video.append(VideoArrival(arrival_s, int(frame.pts), grey))
+
+        await self._receive(track, record)
 
     # --- waiting -----------------------------------------------------------------------------
     async def _wait_for(self, predicate, timeout_s: float, what: str) -> None:

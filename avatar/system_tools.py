@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 from avatar.errors import EngineUnavailable
 
@@ -15,3 +16,16 @@ def require_tool(name: str) -> str:
             f"{name} is not installed", "install it with `sudo apt-get install ffmpeg` or run `make setup`"
         )
     return path
+
+
+def stop_process(process: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM, wait up to `grace_s` for a clean exit (servers close their sessions), then SIGKILL
+    and wait again; returns once the child is gone. Safe on a child that already exited."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=grace_s)

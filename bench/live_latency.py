@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from avatar.system_tools import stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION_TEXT = "What are your opening hours?"
 SERVER_START_TIMEOUT_S = 120.0
@@ -96,12 +98,7 @@ def server_process(args: argparse.Namespace, log_path: Path):
             wait_for_health(url, child)
             yield url
         finally:
-            child.terminate()
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait(timeout=5)
+            stop_process(child, grace_s=15)
 
 
 def wait_for_health(url: str, child: subprocess.Popen) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from avatar.system_tools import stop_process
 from tests.conftest import ROOT, SAMPLE_PORTRAIT, eval_file, screenshot_path
 
 pytest.importorskip("aiortc", reason="the live extra is not installed (pip install -e '.[live]')")
@@ -150,12 +151,7 @@ def _process(args: list[str], log: Path):
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process, grace_s=10)
 
 
 @contextmanager

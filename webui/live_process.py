@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avatar.errors import AvatarError, InputError
+from avatar.system_tools import stop_process
 
 log = logging.getLogger(__name__)
 
@@ -166,12 +167,7 @@ class LiveServerProcess:
             if process is None or process.poll() is not None:
                 return
             log.info("stopping the live server (pid %d)", process.pid)
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_TIMEOUT_S)
+            stop_process(process, grace_s=STOP_TIMEOUT_S)
 
     def close(self) -> None:
         self.stop()
