@@ -27,6 +27,7 @@ EXAMPLES = """examples:
   avatar library create Mona --photo me.jpg --voice my_voice.wav --knowledge faq.md
   avatar render --avatar Mona --text "Hello!" -o hello.mp4
   avatar serve --avatar Mona
+  avatar live --script show.md --rtmp rtmp://127.0.0.1:1935/live/show
   avatar webui                      # the web console on http://127.0.0.1:7860/
 """
 
@@ -47,6 +48,13 @@ The library lives in $AVATAR_LIBRARY (default ~/.cache/talking-avatar/avatars); 
 picks another. Avatars are named by their display name or their slug (the folder name).
 """
 DEFAULT_SERVE_PHOTO = Path("assets/sample_portrait.jpg")
+LIVE_EXAMPLES = """examples:
+  avatar live --script assets/scripts/shop_show.md --knowledge assets/knowledge/shop_faq.md \\
+      --rtmp rtmp://127.0.0.1:1935/live/show --record recordings/
+  avatar live --avatar Mona --script show.md --once --rtmp rtmp://live.example.com/app/KEY
+  curl -X POST localhost:8090/api/comments -d '{"user": "ann", "text": "When do you open?"}'
+  curl -X POST localhost:8090/api/control/pause
+"""
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -129,49 +137,51 @@ def _build_parser() -> argparse.ArgumentParser:
     voice.add_argument("--name", help="profile name (default: the sample's file name)")
 
     serve = sub.add_parser("serve", help="talk to the avatar live in a browser (WebRTC)")
-    who = serve.add_mutually_exclusive_group()
-    who.add_argument("--photo", type=Path, help=f"portrait photo (default {DEFAULT_SERVE_PHOTO})")
-    who.add_argument(
-        "--avatar",
-        metavar="NAME",
-        help="a library avatar: its photo, face, matched voice, language, persona and knowledge",
-    )
-    serve.add_argument(
-        "--library",
-        type=Path,
-        metavar="DIR",
-        help="avatar library folder (default: $AVATAR_LIBRARY, else ~/.local/share/talking-avatar/avatars)",
-    )
-    serve.add_argument(
-        "--size", type=int, default=512, help="longest side of the video in pixels (default 512)"
-    )
-    serve.add_argument("--face", type=int, help="which face when the photo has several (0 = largest)")
-    serve.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
-    )
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument(
-        "--token", help="require 'Authorization: Bearer TOKEN' on /offer (default: env AVATAR_TOKEN)"
-    )
-    serve.add_argument(
-        "--llm",
-        choices=("stub", "answerer"),
-        help="stub: instant fixed reply (benchmarks); answerer: offline knowledge-base answers "
-        "(default: answerer when there is a knowledge file, else stub)",
-    )
-    serve.add_argument(
-        "--knowledge",
-        type=Path,
-        action="append",
-        default=[],
-        help="FAQ / markdown / text file for --llm answerer (repeatable)",
-    )
-    serve.add_argument("--persona", help="the avatar's name (default: the library name, else Mona)")
-    serve.add_argument("--lang", choices=("en", "zh"), help="voice language (default: detected per sentence)")
+    _add_on_air_options(serve, default_port=8080)
     serve.add_argument(
         "--ice-server", action="append", default=[], help="STUN/TURN URL for clients behind NAT"
     )
     serve.add_argument("--max-sessions", type=int, default=8)
+
+    live = sub.add_parser(
+        "live",
+        help="livestream host: read a script, answer comments, push RTMP / record",
+        description="One always-on avatar stream: a script (looping or once), viewer comments "
+        "answered from the knowledge base, interjections; pushed to RTMP URLs and/or recorded, "
+        "with an operator page (monitor, controls, events) on http://HOST:PORT/ and a comment "
+        "page on /comment. API: docs/livestream_api.md.",
+        epilog=LIVE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_on_air_options(live, default_port=8090)
+    live.add_argument(
+        "--script", type=Path, help="text or Markdown script with [emotion] and [pause 2s] tags"
+    )
+    live.add_argument("--once", action="store_true", help="read the script once (default: loop it)")
+    live.add_argument(
+        "--rtmp", action="append", default=[], metavar="URL", help="push to this RTMP URL (repeatable)"
+    )
+    live.add_argument("--record", type=Path, metavar="DIR", help="also record to segmented MP4 files in DIR")
+    live.add_argument(
+        "--segment-s", type=float, default=300.0, help="length of each recorded file (default 300)"
+    )
+    live.add_argument(
+        "--keyframe-s", type=float, default=2.0, help="keyframe interval in seconds (default 2)"
+    )
+    live.add_argument("--video-kbps", type=int, default=1500, help="video bitrate (default 1500)")
+    live.add_argument(
+        "--blocklist", type=Path, help="one word or phrase per line; comments with them are refused"
+    )
+    live.add_argument(
+        "--comment-interval-s",
+        type=float,
+        default=10.0,
+        help="one comment per viewer per N seconds (default 10)",
+    )
+    live.add_argument("--comments-per-minute", type=int, default=30, help="all viewers together (default 30)")
+    live.add_argument(
+        "--no-read-comments", action="store_true", help="answer without first reading the comment aloud"
+    )
 
     sub.add_parser("probe", help="measure a running server with a headless WebRTC client", add_help=False)
 
@@ -184,6 +194,49 @@ def _build_parser() -> argparse.ArgumentParser:
     preview.add_argument("-o", "--output", type=Path, default=Path("preview.png"))
     add_webui_parser(sub)
     return parser
+
+
+def _add_on_air_options(parser: argparse.ArgumentParser, *, default_port: int) -> None:
+    """Who is on air and where the server listens: shared by `serve` and `live`."""
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument("--photo", type=Path, help=f"portrait photo (default {DEFAULT_SERVE_PHOTO})")
+    who.add_argument(
+        "--avatar",
+        metavar="NAME",
+        help="a library avatar: its photo, face, matched voice, language, persona and knowledge",
+    )
+    parser.add_argument(
+        "--library",
+        type=Path,
+        metavar="DIR",
+        help="avatar library folder (default: $AVATAR_LIBRARY, else ~/.local/share/talking-avatar/avatars)",
+    )
+    parser.add_argument(
+        "--size", type=int, default=512, help="longest side of the video in pixels (default 512)"
+    )
+    parser.add_argument("--face", type=int, help="which face when the photo has several (0 = largest)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    parser.add_argument("--port", type=int, default=default_port)
+    parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: env AVATAR_TOKEN)")
+    parser.add_argument(
+        "--llm",
+        choices=("stub", "answerer"),
+        help="stub: instant fixed reply (benchmarks); answerer: offline knowledge-base answers "
+        "(default: answerer when there is a knowledge file, else stub)",
+    )
+    parser.add_argument(
+        "--knowledge",
+        type=Path,
+        action="append",
+        default=[],
+        help="FAQ / markdown / text file for --llm answerer (repeatable)",
+    )
+    parser.add_argument("--persona", help="the avatar's name (default: the library name, else Mona)")
+    parser.add_argument(
+        "--lang", choices=("en", "zh"), help="voice language (default: detected per sentence)"
+    )
 
 
 def _add_library_parser(sub) -> None:
@@ -382,6 +435,56 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_live(args: argparse.Namespace) -> int:
+    import logging
+
+    from avatar.broadcast_server import BroadcastConfig, BroadcastServer, load_engines
+
+    try:
+        from aiohttp import web
+    except ImportError as exc:
+        raise AvatarError("the livestream host needs the live extra", "pip install '.[live]'") from exc
+    for url in args.rtmp:
+        if not url.startswith(("rtmp://", "rtmps://")):
+            raise AvatarError(
+                f"--rtmp {url!r} is not an RTMP URL", "e.g. rtmp://live.example.com/app/STREAM_KEY"
+            )
+    if args.script is not None:
+        from avatar.show_script import load_show_script
+
+        load_show_script(args.script)  # a bad script fails here, before the slow loads
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = BroadcastConfig(
+        live=live_config(args),
+        script_path=args.script,
+        loop_script=not args.once,
+        rtmp_urls=tuple(args.rtmp),
+        record_dir=args.record,
+        segment_s=args.segment_s,
+        keyframe_interval_s=args.keyframe_s,
+        video_kbps=args.video_kbps,
+        blocklist_path=args.blocklist,
+        comment_interval_s=args.comment_interval_s,
+        comments_per_minute=args.comments_per_minute,
+        read_comments_aloud=not args.no_read_comments,
+        library_root=args.library,
+        token=args.token or os.environ.get("AVATAR_TOKEN") or None,
+    )
+    from avatar.loopback_ice import install_from_env
+
+    install_from_env()  # AVATAR_LOOPBACK_ONLY=1: the monitor's ICE on 127.0.0.1 only (tests)
+    print(f"loading engines for {args.avatar or config.live.photo_path} ...", file=sys.stderr)
+    engines = load_engines(config)
+    server = BroadcastServer(config, engines)
+    where = f"http://{args.host}:{args.port}"
+    print(f"on air: operator page {where}/ , viewer comments {where}/comment", file=sys.stderr)
+    try:
+        web.run_app(server.app(), host=args.host, port=args.port, print=None)
+    finally:
+        engines.close()
+    return 0
+
+
 def live_config(args: argparse.Namespace):
     """The LiveConfig of `avatar serve`: from --photo and flags, or from a library avatar.
 
@@ -556,6 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         "transcribe": _cmd_transcribe,
         "voice-profile": _cmd_voice_profile,
         "serve": _cmd_serve,
+        "live": _cmd_live,
         "preview": _cmd_preview,
         "library": _cmd_library,
         "webui": run_webui,

@@ -77,8 +77,10 @@ class LiveEngines:
         self.llm = None
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def load(self) -> LiveEngines:
-        """Blocking: prepare the avatar and load every model (a few seconds)."""
+    def load(self, *, listening: bool = True) -> LiveEngines:
+        """Blocking: prepare the avatar and load every model (a few seconds).
+
+        `listening=False` skips the microphone side (VAD, Whisper): a livestream only speaks."""
         from avatar.asr_whisper import WhisperASR
         from avatar.vad_silero import SileroModel
         from lipsync.avatar_assets import prepare_avatar
@@ -89,10 +91,11 @@ class LiveEngines:
         self.load_voice()  # first: a bad voice profile fails before the slow loads
         assets = prepare_avatar(config.photo_path, config.size_px, config.face_index)
         self.renderer = ProceduralRenderer(assets)
-        self.vad_model = SileroModel()
-        # greedy decoding over a window just longer than the turn: ~0.1 s per question instead of
-        # ~0.7 s, same words on our tests (see avatar/asr_whisper.py)
-        self.asr = WhisperASR(beam_size=1, short_window=True).load()
+        if listening:
+            self.vad_model = SileroModel()
+            # greedy decoding over a window just longer than the turn: ~0.1 s per question instead
+            # of ~0.7 s, same words on our tests (see avatar/asr_whisper.py)
+            self.asr = WhisperASR(beam_size=1, short_window=True).load()
         self.tts.get(config.language or "en")
         if config.llm == "answerer":
             from avatar.offline_answerer import OfflineAnswerer

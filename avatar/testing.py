@@ -139,5 +139,5 @@ class FlatLipSync:
     def reset(self) -> None:
         self._pending = np.zeros(0, np.float32)
 
-    def idle_frame(self, tick_index: int) -> np.ndarray:
+    def idle_frame(self, tick_index: int | None = None) -> np.ndarray:
         return np.zeros((8, 8, 3), np.uint8)
