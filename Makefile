@@ -22,6 +22,7 @@ $(DEV_STAMP): $(CORE_STAMP)
 	$(PIP) -e '.[dev,eval,live,answerer,webui]'
 	bash scripts/setup_zh_tts.sh
 	bash scripts/install_browser.sh
+	bash scripts/install_rtmp_server.sh
 	touch $@
 
 setup: $(CORE_STAMP)
