@@ -28,6 +28,7 @@ import numpy as np
 
 from avatar.av_output import FPS, SAMPLES_PER_FRAME, TICK_S, AVOutputQueue, AVPlayout, AVSegment, PlayoutTick
 from avatar.clock import Clock
+from avatar.errors import AvatarError
 from avatar.host_items import HostItem, ItemQueue
 from avatar.render_request import EMOTIONS
 from avatar.stream_clock import StreamPump
@@ -360,7 +361,14 @@ class BroadcastHost:
         from avatar.text_script import split_sentences
 
         for sentence in split_sentences(text):
-            speech = await self.run_blocking(self.tts.synthesize, sentence)
+            if not any(char.isalpha() for char in sentence):
+                continue  # "(5)", "..." or an emoji: nothing a voice can say, nothing to detect a language in
+            try:
+                speech = await self.run_blocking(self.tts.synthesize, sentence)
+            except AvatarError as error:  # one unspeakable sentence must not silence the whole item
+                log.warning("skipped a sentence the voice cannot say: %r: %s", sentence, error)
+                self._emit("sentence_skipped", text=sentence, error=str(error))
+                continue
             await self._draw_and_queue(speech)
 
     async def _speak_silence(self, seconds: float) -> None:

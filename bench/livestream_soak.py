@@ -63,8 +63,13 @@ def rss_mb(pid: int) -> float:
 
 
 def children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
+    """Child processes of every thread (ffmpeg is started from an output's own thread)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        path = task / "children"
+        if path.exists():
+            found += [int(p) for p in path.read_text().split()]
+    return found
 
 
 class PacketClock:
@@ -217,7 +222,7 @@ def summarize(samples: list[dict], status: dict, comments_sent: int, accepted: i
     valid = [s for s in samples if s["audio_pts_s"] is not None and s["video_pts_s"] is not None]
     offsets_ms = [1000 * (s["audio_pts_s"] - s["video_pts_s"]) for s in valid]
     lag_ms = [1000 * (s["receiver_elapsed_s"] - s["video_pts_s"]) for s in valid]
-    warm = [s for s in samples if s["t_s"] >= 60]
+    steady = [s for s in samples if s["t_s"] >= samples[-1]["t_s"] / 2]  # the second half of the run
     last = samples[-1]
     wall_s = last["t_s"]
     return {
@@ -246,8 +251,12 @@ def summarize(samples: list[dict], status: dict, comments_sent: int, accepted: i
         "memory_mb": {
             "avatar_first_minute": samples[min(5, len(samples) - 1)]["avatar_rss_mb"],
             "avatar_last": last["avatar_rss_mb"],
-            "avatar_slope_mb_per_hour": round(
-                fit_slope_per_hour([s["t_s"] for s in warm], [s["avatar_rss_mb"] for s in warm]), 1
+            "avatar_second_half_range": [
+                min(s["avatar_rss_mb"] for s in steady),
+                max(s["avatar_rss_mb"] for s in steady),
+            ],
+            "avatar_second_half_slope_mb_per_hour": round(
+                fit_slope_per_hour([s["t_s"] for s in steady], [s["avatar_rss_mb"] for s in steady]), 1
             ),
             "ffmpeg_last": last["ffmpeg_rss_mb"],
         },

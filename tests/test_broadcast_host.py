@@ -356,3 +356,27 @@ def test_status_reports_queue_and_frames(harness):
     assert status["queue"]["script_length"] == 2 and status["queue"]["loop"] is True
     assert status["frames"]["sent"] == 8 and status["stream_time_s"] == pytest.approx(8 * TICK_S)
     assert [e["type"] for e in harness.events if e["type"] == "status"] == ["status"]  # once a second
+
+
+def test_a_sentence_without_words_or_one_the_voice_refuses_is_skipped_not_the_item():
+    from avatar.errors import InputError
+
+    class PickyTTS(ToneTTS):
+        def synthesize(self, text):
+            if "xyzzy" in text:
+                raise InputError(f"cannot say {text!r}")
+            return super().synthesize(text)
+
+    h = Harness()
+    h.host.tts = h.tts = PickyTTS(seconds_per_word=0.2)
+
+    async def main():
+        await h.host.say("Question? (5) [happy] Say xyzzy now. Still here.")
+        await h.host.start()
+        await h.clock.advance_to(3.0)
+        await h.host.close()
+
+    run(main())
+    assert h.tts.spoken == ["Question?", "Still here."]
+    assert [e["text"] for e in h.of("sentence_skipped")] == ["Say xyzzy now."]
+    assert [e["kind"] for e in h.of("item_finished")] == ["interjection"]
