@@ -6,6 +6,8 @@ two avatars on one server do not blink in lockstep.
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 from lipsync.deformation_basis import BASIS_INDEX, BASIS_NAMES
@@ -82,7 +84,11 @@ class IdleMotion:
         """Eyelid closure 0..1 for frames [start_frame, start_frame + count)."""
         self._schedule_blinks_until(start_frame + count)
         closure = np.zeros(count, np.float32)
-        for blink_start in self._blink_starts:
+        # Only the blinks overlapping these frames (the list is in time order): a livestream
+        # collects ~900 blinks an hour, and scanning all of them for every frame grew without end.
+        first = bisect.bisect_left(self._blink_starts, start_frame - len(BLINK_PROFILE) + 1)
+        last = bisect.bisect_left(self._blink_starts, start_frame + count)
+        for blink_start in self._blink_starts[first:last]:
             for i, value in enumerate(BLINK_PROFILE):
                 k = blink_start + i - start_frame
                 if 0 <= k < count:

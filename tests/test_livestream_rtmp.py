@@ -233,6 +233,9 @@ def test_script_and_comment_reach_the_rtmp_viewer_in_sync(tmp_path, landmarker):
     openings, _ = measure_frames(frames, landmarker)
     envelope = rms_envelope(pcm, 16000, 25, len(frames))
     lag, correlation = best_lag_correlation(openings, envelope)
+    print(
+        f"received {len(frames)} frames, {audio_s:.2f} s audio; lip-sync lag {lag} frames, r = {correlation:.2f}"
+    )
     assert abs(lag) <= 1 and correlation > 0.5, (lag, correlation)
     # and it is closed wherever the received sound has been silent for a while (+-3 frames)
     quiet = np.array(
