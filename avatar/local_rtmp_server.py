@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from avatar.errors import EngineUnavailable
-from avatar.system_tools import stop_process
+from avatar.system_tools import free_port, stop_process
 
 RTMP_MODULE_PATH = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 INSTALL_HINT = (
@@ -52,13 +52,6 @@ rtmp {{
 
 def find_nginx() -> str | None:
     return shutil.which("nginx") or shutil.which("nginx", path=SBIN_DIRS)
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now (the kernel's pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        return probe.getsockname()[1]
 
 
 def _port_is_free(port: int) -> bool:

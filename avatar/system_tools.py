@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 
 from avatar.errors import EngineUnavailable
@@ -16,6 +17,14 @@ def require_tool(name: str) -> str:
             f"{name} is not installed", "install it with `sudo apt-get install ffmpeg` or run `make setup`"
         )
     return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port the OS says is free on `host` now (the kernel's pick; the tiny race with another
+    program taking it before our server binds is acceptable for tests, benchmarks and local tools)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
 
 
 def stop_process(process: subprocess.Popen, grace_s: float = 10.0) -> None:

@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.system_tools import stop_process
+from avatar.system_tools import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION_TEXT = "What are your opening hours?"
@@ -73,12 +72,6 @@ def top_square(photo: Path, folder: Path) -> Path:
     out = folder / f"{photo.stem}_square.png"
     cv2.imwrite(str(out), image[y0 : y0 + side, x0 : x0 + side])
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager

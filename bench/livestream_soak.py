@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from avatar.local_rtmp_server import LocalRtmpServer
-from avatar.system_tools import stop_process
-from bench.live_latency import free_port, wait_for_health
+from avatar.system_tools import free_port, stop_process
+from bench.live_latency import wait_for_health
 from bench.machine_info import describe_machine
 
 ROOT = Path(__file__).resolve().parents[1]

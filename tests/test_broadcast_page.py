@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from avatar.system_tools import stop_process
+from avatar.system_tools import free_port, stop_process
 from tests.conftest import ASSETS, ROOT, SAMPLE_PORTRAIT, screenshot_path
 
 pytest.importorskip("aiortc", reason="the live extra is not installed (pip install -e '.[live]')")
@@ -37,15 +36,9 @@ SERVER_SCRIPT = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def live_process(tmp: Path):
-    port = _free_port()
+    port = free_port()
     script = tmp / "show.md"
     script.write_text(
         "[happy] Welcome to the Lumen Electronics hour.\n\n"

@@ -16,7 +16,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from avatar.system_tools import stop_process
+from avatar.system_tools import free_port, stop_process
 from tests.conftest import ROOT, SAMPLE_PORTRAIT, eval_file, screenshot_path
 
 pytest.importorskip("aiortc", reason="the live extra is not installed (pip install -e '.[live]')")
@@ -119,12 +118,6 @@ def fake_microphone(tmp_path_factory) -> Path:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _get_json(url: str, timeout: float = 2.0):
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())
@@ -157,7 +150,7 @@ def _process(args: list[str], log: Path):
 @contextmanager
 def _serve(logs: Path, *extra: str):
     """`avatar serve --llm stub` on a free localhost port; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     log = logs / f"serve-{port}.log"
     args = [sys.executable, "-m", "avatar", "serve", "--photo", str(SAMPLE_PORTRAIT), "--host", "127.0.0.1",
             "--port", str(port), "--llm", "stub", *extra]  # fmt: skip
@@ -170,7 +163,7 @@ def _serve(logs: Path, *extra: str):
 def browser(chromium, fake_microphone, tmp_path_factory) -> int:
     """Headless Chromium whose microphone is the recorded question; yields its DevTools port."""
     home = tmp_path_factory.mktemp("chromium")
-    port = _free_port()
+    port = free_port()
     args = [chromium, *CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={fake_microphone}",
             f"--user-data-dir={home / 'profile'}", f"--remote-debugging-port={port}", "about:blank"]  # fmt: skip
     with _process(args, home / "chromium.log") as process:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from avatar.local_rtmp_server import LocalRtmpServer
-from avatar.system_tools import stop_process
+from avatar.system_tools import free_port, stop_process
 from tests.conftest import ASSETS, SAMPLE_PORTRAIT
 
 pytestmark = pytest.mark.skipif(
@@ -101,7 +101,6 @@ class Broadcast:
         from aiohttp import ClientSession, web
 
         from avatar.broadcast_server import BroadcastServer, load_engines
-        from bench.live_latency import free_port
 
         self.engines = await asyncio.to_thread(load_engines, self.config)
         self.server = BroadcastServer(self.config, self.engines)

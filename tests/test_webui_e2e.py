@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from avatar.system_tools import stop_process
+from avatar.system_tools import free_port, stop_process
 from tests.conftest import ROOT, SAMPLE_PORTRAIT, SAMPLE_VOICE, eval_file, screenshot_path
 
 pytest.importorskip("gradio", reason="the webui extra is not installed (pip install -e '.[webui]')")
@@ -54,10 +53,6 @@ CHROMIUM_ARGS = [
 
 
 # --- processes -------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _find_chromium() -> str | None:
@@ -80,7 +75,7 @@ def _alive(pid: int) -> bool:
 @contextmanager
 def _console(tmp: Path, password: str | None = None):
     """`python -m webui` on a free port; yields (base URL, process)."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("AVATAR_WEBUI_PASSWORD", "GRADIO_TEMP_DIR")}
     env["AVATAR_LOOPBACK_ONLY"] = "1"  # the live server it starts offers ICE on 127.0.0.1 (sandboxes, CI)
     if password:
@@ -359,7 +354,7 @@ def test_settings_engines_and_llm_connection(page):
     for name in ("SenseVoice", "CosyVoice", "Wav2Lip"):
         assert name in table
     assert table.count("✗ not built") == 3
-    closed = _free_port()
+    closed = free_port()
     _fill(page, "llm-url", f"http://127.0.0.1:{closed}/v1")
     page.click("#llm-test")
     assert _status(page, "llm-result", 20).startswith("✗ unreachable")

@@ -13,7 +13,6 @@ import atexit
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avatar.errors import AvatarError, InputError
-from avatar.system_tools import stop_process
+from avatar.system_tools import free_port, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +40,6 @@ class LiveStatus:
     url: str | None
     pid: int | None
     message: str  # one line for the page
-
-
-def free_port(host: str = LIVE_HOST) -> int:
-    """A port the OS says is free now (the tiny race with another program is acceptable here)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def serve_command(
