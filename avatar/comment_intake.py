@@ -26,6 +26,7 @@ from pathlib import Path
 
 from avatar.clock import Clock
 from avatar.errors import InputError
+from avatar.text_files import read_utf8_text
 
 log = logging.getLogger(__name__)
 
@@ -110,21 +111,7 @@ def duplicate_key(text: str) -> str:
 
 def load_blocklist(path: str | Path) -> list[str]:
     """Terms from a UTF-8 file, one a line; blank lines and lines starting with `#` are skipped."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"blocklist file not found: {path}", "check the path, or run without a blocklist")
-    if path.is_dir():
-        raise InputError(f"blocklist {path} is a folder", "give the text file with one term per line")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as error:
-        raise InputError(
-            f"cannot read blocklist {path}: {error.strerror or error}", "check the file's permissions"
-        ) from error
-    except UnicodeDecodeError as error:
-        raise InputError(
-            f"blocklist {path} is not UTF-8 text", "save it as UTF-8, one term per line"
-        ) from error
+    text = read_utf8_text(path, "blocklist file")
     terms = []
     for line in text.splitlines():
         term = line.strip()

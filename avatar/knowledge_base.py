@@ -32,6 +32,7 @@ import numpy as np
 from avatar.errors import InputError
 from avatar.render_request import EMOTIONS
 from avatar.storage import cache_root, open_atomically
+from avatar.text_files import read_utf8_text
 
 log = logging.getLogger(__name__)
 
@@ -131,17 +132,7 @@ def knowledge_files(paths: Path | str | Sequence[Path | str]) -> list[Path]:
 
 def read_knowledge_file(path: Path) -> str:
     """The file as text, with a one-line error for the ways a user's file goes wrong."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise InputError(f"cannot read knowledge base file {path}: {error.strerror}") from error
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise InputError(f"knowledge base file {path} is not UTF-8 text", "save it as UTF-8") from error
-    if not text.strip():
-        raise InputError(f"knowledge base file {path} is empty")
-    return text
+    return read_utf8_text(path, "knowledge base file", empty_hint="write questions and answers into it")
 
 
 def parse_knowledge_text(text: str, source: str, markdown: bool) -> list[KnowledgeEntry]:

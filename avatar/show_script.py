@@ -21,6 +21,7 @@ from pathlib import Path
 
 from avatar.errors import InputError
 from avatar.render_request import EMOTIONS
+from avatar.text_files import read_utf8_text
 from avatar.text_script import MAX_SCRIPT_CHARS, parse_script
 from avatar.types import TextSegment
 
@@ -86,32 +87,14 @@ class _Block:
 
 def load_show_script(path: str | Path) -> list[ScriptItem]:
     """Read a UTF-8 (BOM or not) text or Markdown file and parse it with `parse_show_script`."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"show script not found: {path}", "check the path to the .md or .txt file")
-    if path.is_dir():
-        raise InputError(f"show script {path} is a folder", "give the .md or .txt file inside it")
-    try:
-        size_bytes = path.stat().st_size
+    text = read_utf8_text(
+        path,
+        "show script",
+        empty_hint="write what the avatar should say, one paragraph per item",
         # A character is at most 4 bytes of UTF-8 (+3 for a BOM): refuse a huge file before reading it.
-        if size_bytes > 4 * MAX_SCRIPT_CHARS + 3:
-            raise InputError(
-                f"show script {path} is {size_bytes:,} bytes, too long for a show script",
-                f"keep one script under {MAX_SCRIPT_CHARS:,} characters; split the show into several",
-            )
-        data = path.read_bytes()
-    except OSError as error:
-        raise InputError(
-            f"cannot read show script {path}: {error.strerror or error}", "check the file's permissions"
-        ) from error
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise InputError(f"show script {path} is not UTF-8 text", "save it as UTF-8") from error
-    if not text.strip():
-        raise InputError(
-            f"show script {path} is empty", "write what the avatar should say, one paragraph per item"
-        )
+        max_bytes=4 * MAX_SCRIPT_CHARS + 3,
+        too_long_hint=f"keep one script under {MAX_SCRIPT_CHARS:,} characters; split the show into several",
+    )
     return parse_show_script(text, source=str(path))
 
 
