@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from avatar.errors import AvatarError, InputError
-from avatar.live_engines import LiveConfig, LiveEngines
+from avatar.live_engines import AvatarVoice, LiveConfig, LiveEngines
 
 log = logging.getLogger("avatar.broadcast")
 STATIC_DIR = Path(__file__).with_name("static")
@@ -54,23 +54,6 @@ class BroadcastConfig:
     read_comments_aloud: bool = True
     library_root: Path | None = None
     token: str | None = None
-
-
-class AvatarVoice:
-    """Speech in one avatar's voice: the shared TTS engines, DSP-matched to its voice profile."""
-
-    def __init__(self, engines: LiveEngines, profile=None, language: str | None = None) -> None:
-        self._engines, self._profile, self._language = engines, profile, language
-
-    def synthesize(self, text: str):
-        from voices.language import detect_language
-
-        engine = self._engines.tts.get(self._language or detect_language(text))
-        if self._profile is not None:
-            from voices.voice_match import VoiceMatchedTTS
-
-            engine = VoiceMatchedTTS(engine, self._profile)
-        return engine.synthesize(text)
 
 
 @dataclass(eq=False)  # identity: kept in a set while connected
@@ -134,7 +117,7 @@ class BroadcastServer:
         )
         lipsync = StreamingLipSync(self.engines.renderer)
         self.host = BroadcastHost(
-            tts=AvatarVoice(self.engines, self.engines.voice_profile, live.language),
+            tts=AvatarVoice(self.engines.tts, self.engines.voice_profile, live.language),
             lipsync=lipsync,
             llm=self.engines.llm,
             clock=clock,
@@ -380,7 +363,7 @@ class BroadcastServer:
             from voices.voice_profile import VoiceProfile
 
             profile = VoiceProfile.load(record.voice_profile_path)
-        voice = AvatarVoice(self.engines, profile, live.language or record.settings.language)
+        voice = AvatarVoice(self.engines.tts, profile, live.language or record.settings.language)
         return StreamingLipSync(ProceduralRenderer(assets)), voice
 
     async def events(self, request):

@@ -60,6 +60,24 @@ class LiveConfig:
         return self.persona_prompt.strip() or f"You are {self.persona_name}, a friendly talking avatar."
 
 
+class AvatarVoice:
+    """Speech in one avatar's voice: the shared TTS engines (a `TTSSelector`), in the configured
+    language or the one detected per sentence, DSP-matched to the avatar's voice profile if any."""
+
+    def __init__(self, tts, profile=None, language: str | None = None) -> None:
+        self._tts, self._profile, self._language = tts, profile, language
+
+    def synthesize(self, text: str):
+        from voices.language import detect_language
+
+        engine = self._tts.get(self._language or detect_language(text))
+        if self._profile is not None:
+            from voices.voice_match import VoiceMatchedTTS
+
+            engine = VoiceMatchedTTS(engine, self._profile)  # a thin wrapper: cheap per call
+        return engine.synthesize(text)
+
+
 class LiveEngines:
     """Shared engines plus per-engine locks."""
 
@@ -123,14 +141,7 @@ class LiveEngines:
 
     def synthesize(self, text: str):
         """One sentence of reply speech, in the avatar's matched voice when it has a profile."""
-        from voices.language import detect_language
-
-        engine = self.tts.get(self.config.language or detect_language(text))
-        if self.voice_profile is not None:
-            from voices.voice_match import VoiceMatchedTTS
-
-            engine = VoiceMatchedTTS(engine, self.voice_profile)  # a thin wrapper: cheap per call
-        return engine.synthesize(text)
+        return AvatarVoice(self.tts, self.voice_profile, self.config.language).synthesize(text)
 
     async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a blocking engine call in a thread, one call at a time per engine."""
