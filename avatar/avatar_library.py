@@ -143,6 +143,11 @@ class AvatarRecord:
     def name(self) -> str:
         return self.settings.name
 
+    @property
+    def label(self) -> str:
+        """How messages and pages name it: 'Mona Lisa (mona-lisa)'."""
+        return f"{self.settings.name} ({self.slug})"
+
 
 def validate_name(name: object) -> str:
     """A display name: any script, 1-64 characters after trimming, one line, no control codes."""
@@ -270,7 +275,7 @@ class AvatarLibrary:
                 f"no avatar named {key!r}: the library at {self.root} is empty",
                 "create one first: avatar library create NAME --photo PHOTO",
             )
-        available = ", ".join(f"{record.settings.name} ({record.slug})" for record in records[:20])
+        available = ", ".join(record.label for record in records[:20])
         more = f" and {len(records) - 20} more" if len(records) > 20 else ""
         raise InputError(f"no avatar named {key!r}", f"available: {available}{more}")
 

@@ -41,7 +41,7 @@ _REFUSAL_STATUS = {
 @dataclass(frozen=True)
 class BroadcastConfig:
     live: LiveConfig
-    script_path: Path | None = None
+    script: tuple = ()  # avatar.show_script.ScriptItem, read once by the caller
     loop_script: bool = True
     rtmp_urls: tuple[str, ...] = ()
     record_dir: Path | None = None
@@ -127,13 +127,11 @@ class BroadcastServer:
             read_comments_aloud=config.read_comments_aloud,
             avatar_name=live.avatar_name,
         )
-        if config.script_path is not None:
-            from avatar.show_script import load_show_script
-
-            items = load_show_script(config.script_path)
-            self.host.set_script([(item.text, item.segments) for item in items], loop=config.loop_script)
-        height, width = lipsync.idle_frame(0).shape[:2]
-        self.outputs = self._make_outputs(width, height)
+        if config.script:
+            self.host.set_script(
+                [(item.text, item.segments) for item in config.script], loop=config.loop_script
+            )
+        self.outputs = self._make_outputs(*self.engines.renderer.assets.size_wh)
         for output in self.outputs:
             output.start()
             self.host.add_output(output)
@@ -346,9 +344,8 @@ class BroadcastServer:
                 lipsync, voice = await asyncio.to_thread(self._load_avatar, record)
             except AvatarError as exc:
                 return self._error(422, str(exc))
-            label = f"{record.settings.name} ({record.slug})"
-            await self.host.switch_avatar(lipsync, voice, label)
-        return web.json_response({"ok": True, "avatar": label})
+            await self.host.switch_avatar(lipsync, voice, record.label)
+        return web.json_response({"ok": True, "avatar": record.label})
 
     def _load_avatar(self, record):
         """Blocking: a library avatar's face and voice, at the stream's size."""
@@ -402,6 +399,7 @@ class BroadcastServer:
         from aiohttp import web
         from aiortc import RTCPeerConnection, RTCSessionDescription
 
+        from avatar.live_server import BAD_OFFER, offer_sdp
         from avatar.stream_clock import MonitorPacer
         from avatar.webrtc_tracks import PacedAudioTrack, PacedVideoTrack
 
@@ -409,13 +407,9 @@ class BroadcastServer:
             return self._error(401, "missing or wrong token")
         if len(self._monitors) >= MAX_MONITORS:
             return self._error(503, f"{MAX_MONITORS} monitors are open already; close one and try again")
-        try:
-            params = await request.json()
-            sdp, kind = params["sdp"], params["type"]
-        except (ValueError, KeyError, TypeError):
-            return self._error(400, 'expected JSON {"sdp": "...", "type": "offer"}')
-        if kind != "offer" or not isinstance(sdp, str):
-            return self._error(400, 'expected JSON {"sdp": "...", "type": "offer"}')
+        sdp = await offer_sdp(request)
+        if sdp is None:
+            return self._error(400, BAD_OFFER)
         pc = RTCPeerConnection()
         pacer = MonitorPacer(self.host.pump)
         monitor = _Monitor(pc, (PacedAudioTrack(pacer), PacedVideoTrack(pacer, draw_idle_in_thread=True)))

@@ -407,56 +407,37 @@ def _cmd_voice_profile(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import logging
-
     from avatar.live_engines import LiveEngines
     from avatar.live_server import LiveServer
 
-    try:
-        from aiohttp import web
-    except ImportError as exc:
-        raise AvatarError("the live server needs the live extra", "pip install '.[live]'") from exc
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    _require_live_extra("the live server")
     config = live_config(args)
-    from avatar.loopback_ice import install_from_env
-
-    install_from_env()  # AVATAR_LOOPBACK_ONLY=1: ICE on 127.0.0.1 only (tests, benchmarks)
-    print(f"loading engines for {args.avatar or config.photo_path} ...", file=sys.stderr)
-    engines = LiveEngines(config).load()
+    engines = _load_engines(args, config.photo_path, lambda: LiveEngines(config).load())
     token = args.token or os.environ.get("AVATAR_TOKEN") or None
     server = LiveServer(
         engines, token=token, ice_servers=tuple(args.ice_server), max_sessions=args.max_sessions
     )
-    print(f"open http://{args.host}:{args.port}/ to talk to {config.persona_name}", file=sys.stderr)
-    try:
-        web.run_app(server.app(), host=args.host, port=args.port, print=None)
-    finally:
-        engines.close()
-    return 0
+    banner = f"open http://{args.host}:{args.port}/ to talk to {config.persona_name}"
+    return _run_web_app(args, server.app(), engines, banner)
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
-    import logging
-
     from avatar.broadcast_server import BroadcastConfig, BroadcastServer, load_engines
 
-    try:
-        from aiohttp import web
-    except ImportError as exc:
-        raise AvatarError("the livestream host needs the live extra", "pip install '.[live]'") from exc
+    _require_live_extra("the livestream host")
+    # bad URLs and scripts fail here, before the slow loads
+    from avatar.stream_output import check_target
+
     for url in args.rtmp:
-        if not url.startswith(("rtmp://", "rtmps://")):
-            raise AvatarError(
-                f"--rtmp {url!r} is not an RTMP URL", "e.g. rtmp://live.example.com/app/STREAM_KEY"
-            )
+        check_target("rtmp", url)
+    script = ()
     if args.script is not None:
         from avatar.show_script import load_show_script
 
-        load_show_script(args.script)  # a bad script fails here, before the slow loads
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        script = tuple(load_show_script(args.script))
     config = BroadcastConfig(
         live=live_config(args),
-        script_path=args.script,
+        script=script,
         loop_script=not args.once,
         rtmp_urls=tuple(args.rtmp),
         record_dir=args.record,
@@ -470,16 +451,39 @@ def _cmd_live(args: argparse.Namespace) -> int:
         library_root=args.library,
         token=args.token or os.environ.get("AVATAR_TOKEN") or None,
     )
+    engines = _load_engines(args, config.live.photo_path, lambda: load_engines(config))
+    where = f"http://{args.host}:{args.port}"
+    banner = f"on air: operator page {where}/ , viewer comments {where}/comment"
+    return _run_web_app(args, BroadcastServer(config, engines).app(), engines, banner)
+
+
+def _require_live_extra(what: str) -> None:
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError as exc:
+        raise AvatarError(f"{what} needs the live extra", "pip install '.[live]'") from exc
+
+
+def _load_engines(args: argparse.Namespace, photo: Path, load):
+    """Logging on, loopback-only ICE when asked (AVATAR_LOOPBACK_ONLY=1: tests, benchmarks), then
+    the slow engine load, announced."""
+    import logging
+
     from avatar.loopback_ice import install_from_env
 
-    install_from_env()  # AVATAR_LOOPBACK_ONLY=1: the monitor's ICE on 127.0.0.1 only (tests)
-    print(f"loading engines for {args.avatar or config.live.photo_path} ...", file=sys.stderr)
-    engines = load_engines(config)
-    server = BroadcastServer(config, engines)
-    where = f"http://{args.host}:{args.port}"
-    print(f"on air: operator page {where}/ , viewer comments {where}/comment", file=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    install_from_env()
+    print(f"loading engines for {args.avatar or photo} ...", file=sys.stderr)
+    return load()
+
+
+def _run_web_app(args: argparse.Namespace, app, engines, banner: str) -> int:
+    """Serve until Ctrl+C, then close the engines."""
+    from aiohttp import web
+
+    print(banner, file=sys.stderr)
     try:
-        web.run_app(server.app(), host=args.host, port=args.port, print=None)
+        web.run_app(app, host=args.host, port=args.port, print=None)
     finally:
         engines.close()
     return 0
@@ -505,7 +509,7 @@ def live_config(args: argparse.Namespace):
         face = face if face is not None else settings.face_index
         language = language or settings.language
         persona_name = args.persona or settings.name
-        label = f"{settings.name} ({record.slug})"
+        label = record.label
         if record.knowledge_path is not None:
             knowledge.insert(0, record.knowledge_path)
     return LiveConfig(
@@ -536,20 +540,20 @@ def _cmd_library(args: argparse.Namespace) -> int:
         return _library_list(library, args.json)
     if command == "rename":
         record = library.rename(args.avatar, args.new_name)
-        print(f"renamed to {record.settings.name} ({record.slug})")
+        print(f"renamed to {record.label}")
     elif command == "duplicate":
         record = library.duplicate(args.avatar, args.new_name)
-        print(f"created {record.settings.name} ({record.slug}) as a copy of {args.avatar}")
+        print(f"created {record.label} as a copy of {args.avatar}")
     elif command == "delete":
         record = library.get(args.avatar)
         library.delete(record.slug)
-        print(f"deleted {record.settings.name} ({record.slug})")
+        print(f"deleted {record.label}")
     elif command == "export":
         print(f"wrote {library.export(args.avatar, args.output)}")
     elif command == "import":
         record = library.import_archive(args.archive, name=args.name)
         _print_warnings(record.warnings)
-        print(f"imported {record.settings.name} ({record.slug}) into {library.root}")
+        print(f"imported {record.label} into {library.root}")
     return 0
 
 
@@ -586,7 +590,7 @@ def _library_create(args: argparse.Namespace) -> int:
         face_index=args.face,
     )
     _print_warnings(list(dict.fromkeys([*warnings, *record.warnings])))
-    print(f"created {record.settings.name} ({record.slug}) in {record.folder}")
+    print(f"created {record.label} in {record.folder}")
     if transcript:
         print(f"voice transcript: {transcript}")
     return 0

@@ -31,6 +31,19 @@ MAX_OFFER_BYTES = 100_000
 SPECULATE_AFTER_SILENCE_MS = 120.0
 
 
+BAD_OFFER = 'expected JSON {"sdp": "...", "type": "offer"}'
+
+
+async def offer_sdp(request) -> str | None:
+    """The SDP of a `POST /offer` body `{"sdp", "type": "offer"}` (docs/live_protocol.md), or None."""
+    try:
+        params = await request.json()
+        sdp, kind = params["sdp"], params["type"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return sdp if kind == "offer" and isinstance(sdp, str) else None
+
+
 @dataclass
 class LiveSession:
     """Everything one connection owns."""
@@ -122,13 +135,9 @@ class LiveServer:
             return self._error(401, "missing or wrong bearer token")
         if len(self.sessions) >= self.max_sessions:
             return self._error(503, f"the server is full ({self.max_sessions} sessions); try again later")
-        try:
-            params = await request.json()
-            sdp, kind = params["sdp"], params["type"]
-        except (ValueError, KeyError, TypeError):
-            return self._error(400, 'expected JSON {"sdp": "...", "type": "offer"}')
-        if kind != "offer" or not isinstance(sdp, str):
-            return self._error(400, 'expected JSON {"sdp": "...", "type": "offer"}')
+        sdp = await offer_sdp(request)
+        if sdp is None:
+            return self._error(400, BAD_OFFER)
         try:
             live, answer = await self._open_session(sdp)
         except ValueError as exc:  # aiortc's complaint about an SDP it cannot use

@@ -238,7 +238,7 @@ class FfmpegOutput:
     ) -> None:
         if kind not in OUTPUT_KINDS:
             raise InputError(f"unknown output kind {kind!r}", f"use one of {', '.join(OUTPUT_KINDS)}")
-        _check_target(kind, target)
+        check_target(kind, target)
         if width <= 0 or height <= 0 or fps <= 0:
             raise ValueError(f"size and fps must be positive, got {width}x{height} at {fps} fps")
         if audio_rate_hz % fps:
@@ -570,7 +570,8 @@ class FfmpegOutput:
             log.exception("output %s: on_event failed", self.name)
 
 
-def _check_target(kind: str, target: str) -> None:
+def check_target(kind: str, target: str) -> None:
+    """An RTMP URL with a host, or a recording folder that is not a file; InputError otherwise."""
     if kind == "rtmp":
         lowered = target.lower()
         scheme = next((s for s in RTMP_SCHEMES if lowered.startswith(s)), None)

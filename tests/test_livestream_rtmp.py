@@ -144,9 +144,8 @@ class Broadcast:
 def broadcast_config(tmp_path: Path, url: str, script: str):
     from avatar.broadcast_server import BroadcastConfig
     from avatar.live_engines import LiveConfig
+    from avatar.show_script import parse_show_script
 
-    script_path = tmp_path / "show.md"
-    script_path.write_text(script, encoding="utf-8")
     return BroadcastConfig(
         live=LiveConfig(
             photo_path=SAMPLE_PORTRAIT,
@@ -155,7 +154,7 @@ def broadcast_config(tmp_path: Path, url: str, script: str):
             knowledge_paths=(KNOWLEDGE,),
             language="en",
         ),
-        script_path=script_path,
+        script=tuple(parse_show_script(script)),
         loop_script=False,
         rtmp_urls=(url,),
         keyframe_interval_s=2.0,
