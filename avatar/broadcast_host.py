@@ -84,11 +84,9 @@ class BroadcastHost:
         self.queue.begin_turn(self._epoch)
         self._queued_ticks = 0  # ticks queued in this epoch so far
         self._scheduled: list[HostItem] = []  # rendered or rendering, not finished playing, in order
-        self._rendering: HostItem | None = None
         self._render_task: asyncio.Task | None = None
         self._work = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-        self._closed = False
         self._script_end_announced = False
 
     # --- life cycle -----------------------------------------------------------------------------
@@ -121,7 +119,6 @@ class BroadcastHost:
             self._emit("error", message=f"{task.get_name()} stopped: {error}")
 
     async def close(self) -> None:
-        self._closed = True
         tasks = [t for t in self._tasks if not t.done()]
         if self._render_task is not None:
             tasks.append(self._render_task)
@@ -259,11 +256,10 @@ class BroadcastHost:
     async def _render_loop(self) -> None:
         while True:
             item = await self._next_item()
-            self._rendering = item
             self._scheduled.append(item)
             self._render_task = asyncio.ensure_future(self._render(item))
             await asyncio.wait({self._render_task})
-            task, self._render_task, self._rendering = self._render_task, None, None
+            task, self._render_task = self._render_task, None
             if task.cancelled():
                 continue  # ended by a skip / interrupt / avatar change, which put things back
             error = task.exception()

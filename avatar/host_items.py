@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from avatar.types import TextSegment
 
-KINDS = ("interjection", "comment", "script")
+WAITING_KINDS = ("interjection", "comment")  # the script is a read position, not a line
 
 
 @dataclass
@@ -34,7 +34,6 @@ class HostItem:
     start_tick: int | None = None
     end_tick: int | None = None
     started_at_s: float | None = None
-    extra: dict = field(default_factory=dict)
 
     def describe(self) -> dict:
         """The item as the status and the events show it."""
@@ -56,11 +55,10 @@ class ItemQueue:
 
     def __init__(self) -> None:
         self._ids = itertools.count(1)
-        self._lines: dict[str, deque[HostItem]] = {kind: deque() for kind in KINDS}
+        self._lines: dict[str, deque[HostItem]] = {kind: deque() for kind in WAITING_KINDS}
         self.script: list[tuple[str, tuple[TextSegment, ...]]] = []
         self.script_position = 0
         self.loop = False
-        self.loops_done = 0
 
     def new_id(self) -> int:
         return next(self._ids)
@@ -70,18 +68,14 @@ class ItemQueue:
         self.script_position = 0
         self.loop = loop
 
-    def add(self, item: HostItem, *, front: bool = False) -> None:
-        line = self._lines[item.kind]
-        if front:
-            line.appendleft(item)
-        else:
-            line.append(item)
+    def add(self, item: HostItem) -> None:
+        self._lines[item.kind].append(item)
 
     def put_back(self, items: list[HostItem]) -> None:
         """Unheard items return to the front of their lines, in their original order."""
         for item in reversed(items):
             item.start_tick = item.end_tick = item.started_at_s = None
-            if item.kind == "script" and item.script_index is not None:
+            if item.kind == "script":
                 # The script is a position, not a list: rewind it to the earliest unheard paragraph.
                 self.script_position = item.script_index
                 continue
@@ -107,7 +101,6 @@ class ItemQueue:
             if not self.loop:
                 return None
             self.script_position = 0
-            self.loops_done += 1
         index = self.script_position
         self.script_position += 1
         text, segments = self.script[index]
