@@ -145,8 +145,9 @@ class BroadcastHost:
     def comment_position(self, comment_id: int) -> int:
         """1 = answered next (after interjections)."""
         pending = [c.comment_id for c in self.intake.pending()] if self.intake else []
-        waiting = [i.comment_id for i in self._waiting("comment")]
-        order = waiting + pending
+        rendered = [i.comment_id for i in self._waiting("comment")]
+        put_back = [i.comment_id for i in self.items.waiting("comment")]  # unheard, said again first
+        order = rendered + put_back + pending
         return order.index(comment_id) + 1 if comment_id in order else 0
 
     async def say(self, text: str, *, emotion: str | None = None, now: bool = False) -> HostItem:

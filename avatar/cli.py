@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from avatar.errors import AvatarError
+from avatar.models_cli import add_models_parser, run_models
 from avatar.render_request import EMOTIONS
 from webui.cli_args import add_webui_parser, run_webui
 
@@ -193,6 +194,7 @@ def _build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--face", type=int)
     preview.add_argument("-o", "--output", type=Path, default=Path("preview.png"))
     add_webui_parser(sub)
+    add_models_parser(sub)
     return parser
 
 
@@ -426,10 +428,12 @@ def _cmd_live(args: argparse.Namespace) -> int:
 
     _require_live_extra("the livestream host")
     # bad URLs and scripts fail here, before the slow loads
-    from avatar.stream_output import check_target
+    from avatar.stream_output import check_segment_length, check_target
 
     for url in args.rtmp:
         check_target("rtmp", url)
+    if args.record is not None:
+        check_segment_length(args.segment_s)
     script = ()
     if args.script is not None:
         from avatar.show_script import load_show_script
@@ -667,6 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         "preview": _cmd_preview,
         "library": _cmd_library,
         "webui": run_webui,
+        "models": run_models,
     }
     if args.command not in commands:
         parser.print_help()

@@ -84,6 +84,10 @@ class ItemQueue:
     def count(self, kind: str) -> int:
         return len(self._lines[kind])
 
+    def waiting(self, kind: str) -> list[HostItem]:
+        """The items of one line in the order they will be said (a copy)."""
+        return list(self._lines[kind])
+
     def clear(self, kind: str) -> list[HostItem]:
         dropped = list(self._lines[kind])
         self._lines[kind].clear()

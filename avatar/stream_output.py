@@ -207,6 +207,15 @@ class _FfmpegRun:
         self.process.stderr.close()
 
 
+def check_segment_length(segment_s: float) -> None:
+    """Shorter recorded files than 1 s would be mostly keyframes; say so before anything loads."""
+    if not segment_s >= 1.0:
+        raise InputError(
+            f"recorded segments must last at least 1 s, got --segment-s {segment_s:g}",
+            "use e.g. --segment-s 300 for 5-minute files",
+        )
+
+
 class FfmpegOutput:
     """An RTMP push or a segmented MP4 recording of the tick stream, through one supervised ffmpeg.
 
@@ -247,8 +256,8 @@ class FfmpegOutput:
             raise ValueError(f"backoff_s must be non-negative delays, got {backoff_s}")
         if max_queued_ticks < 1:
             raise ValueError(f"max_queued_ticks must be at least 1, got {max_queued_ticks}")
-        if kind == "record" and segment_s < 1.0:
-            raise ValueError(f"segment_s must be at least 1 s, got {segment_s}")
+        if kind == "record":
+            check_segment_length(segment_s)
         self.name = name
         self.kind = kind
         self.target = target

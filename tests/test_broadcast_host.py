@@ -289,6 +289,32 @@ def test_comment_answered_with_the_question_read_aloud():
     assert h.of("answer_ready")[0]["answer"] == "We open at nine."
 
 
+def test_a_comment_put_back_by_an_interjection_keeps_its_place():
+    from avatar.comment_intake import CommentIntake
+
+    llm = ScriptedLLM([["We open ", "at nine."]])
+    h = Harness(llm=llm)
+    h.host.intake = CommentIntake(h.clock)
+    positions = []
+
+    async def main():
+        h.host.set_script(script("one two three four five six seven eight nine ten"), loop=False)
+        await h.host.start()
+        await h.clock.advance_to(0.5)
+        verdict = h.host.submit_comment("ann", "When do you open?")
+        await h.clock.advance_to(0.8)  # rendered ahead, waiting behind the script item
+        comment_id = verdict.comment.comment_id
+        positions.append(h.host.comment_position(comment_id))
+        await h.host.say("breaking news", now=True)  # drops the script item, puts the comment back
+        positions.append(h.host.comment_position(comment_id))
+        await h.clock.advance_to(8.0)
+        await h.host.close()
+
+    run(main())
+    assert positions == [1, 1]
+    assert [e["kind"] for e in h.of("item_finished")] == ["interjection", "comment"]
+
+
 def test_a_failing_llm_gives_the_fallback_line():
     from avatar.comment_intake import CommentIntake
 

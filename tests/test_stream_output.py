@@ -151,6 +151,12 @@ def test_unknown_kind_and_file_as_recording_folder_are_input_errors(tmp_path):
         FfmpegOutput(name="x", kind="record", target=str(a_file), width=64, height=64)
 
 
+@pytest.mark.parametrize("segment_s", [0.5, 0.0, -3.0, float("nan")])
+def test_too_short_recording_segments_are_an_input_error(tmp_path, segment_s):
+    with pytest.raises(InputError, match="at least 1 s"):
+        FfmpegOutput(name="x", kind="record", target=str(tmp_path), width=64, height=64, segment_s=segment_s)
+
+
 def test_missing_ffmpeg_names_the_fix():
     with pytest.raises(EngineUnavailable, match="apt-get install ffmpeg"):
         FfmpegOutput(
