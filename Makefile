@@ -19,7 +19,7 @@ $(CORE_STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
 	touch $@
 
 $(DEV_STAMP): $(CORE_STAMP)
-	$(PIP) -e '.[dev,eval,live,answerer,webui]'
+	$(PIP) -e '.[dev,eval,live,answerer,webui,asr,lipsync-neural,llm,llm-local,tts-cosyvoice]'
 	bash scripts/setup_zh_tts.sh
 	bash scripts/install_browser.sh
 	bash scripts/install_rtmp_server.sh

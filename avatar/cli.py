@@ -224,9 +224,22 @@ def _add_on_air_options(parser: argparse.ArgumentParser, *, default_port: int) -
     parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: env AVATAR_TOKEN)")
     parser.add_argument(
         "--llm",
-        choices=("stub", "answerer"),
-        help="stub: instant fixed reply (benchmarks); answerer: offline knowledge-base answers "
-        "(default: answerer when there is a knowledge file, else stub)",
+        choices=("stub", "answerer", "openai", "local"),
+        help="stub: instant fixed reply (benchmarks); answerer: offline knowledge-base answers; "
+        "openai: any OpenAI-compatible server (Ollama, vLLM, llama.cpp, DashScope, OpenAI); "
+        "local: a transformers chat model folder (default: answerer when there is a knowledge file, else stub)",
+    )
+    parser.add_argument(
+        "--llm-url",
+        metavar="URL",
+        help="--llm openai: server base URL, e.g. http://127.0.0.1:11434/v1 (default: $AVATAR_LLM_BASE_URL); "
+        "the key comes from $AVATAR_LLM_API_KEY or $OPENAI_API_KEY",
+    )
+    parser.add_argument(
+        "--llm-model", metavar="NAME", help="--llm openai: model name (default: $AVATAR_LLM_MODEL)"
+    )
+    parser.add_argument(
+        "--llm-model-dir", type=Path, metavar="DIR", help="--llm local: a transformers chat model folder"
     )
     parser.add_argument(
         "--knowledge",
@@ -527,6 +540,9 @@ def live_config(args: argparse.Namespace):
         voice_profile_path=voice_profile,
         persona_prompt=persona_prompt,
         avatar_label=label,
+        llm_url=args.llm_url,
+        llm_model=args.llm_model,
+        llm_model_dir=args.llm_model_dir,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from avatar.errors import InputError
 
-LLM_KINDS = ("stub", "answerer")
+LLM_KINDS = ("stub", "answerer", "openai", "local")
 
 
 def limit_kernel_threads() -> None:
@@ -50,6 +50,10 @@ class LiveConfig:
     voice_profile_path: Path | None = None
     persona_prompt: str = ""  # the avatar's persona / system prompt; "" = a generic one
     avatar_label: str | None = None  # what /health and the page call the avatar (default: photo file name)
+    # --llm openai: server URL and model (else AVATAR_LLM_BASE_URL / AVATAR_LLM_MODEL, see llm_openai)
+    llm_url: str | None = None
+    llm_model: str | None = None
+    llm_model_dir: Path | None = None  # --llm local: a transformers chat model folder
 
     @property
     def avatar_name(self) -> str:
@@ -57,7 +61,37 @@ class LiveConfig:
 
     @property
     def system_prompt(self) -> str:
-        return self.persona_prompt.strip() or f"You are {self.persona_name}, a friendly talking avatar."
+        persona = self.persona_prompt.strip() or f"You are {self.persona_name}, a friendly talking avatar."
+        if self.llm in ("openai", "local"):  # a chat model needs the rules that make replies speakable
+            from avatar.llm_prompt import system_prompt
+
+            return system_prompt(persona, self.language)
+        return persona
+
+
+def load_llm(config: LiveConfig):
+    """The reply engine named by `config.llm` (blocking: the answerer and a local model load weights).
+
+    The OpenAI-compatible client is built first (a missing URL or model fails here, in one line)
+    and then asked for its model list, so an unreachable server is reported at startup instead of
+    as a fallback line in the first conversation."""
+    if config.llm == "answerer":
+        from avatar.offline_answerer import OfflineAnswerer
+
+        return OfflineAnswerer(list(config.knowledge_paths), config.persona_name, config.greeting).load()
+    if config.llm == "openai":
+        from avatar.llm_openai import OpenAICompatibleLLM
+
+        llm = OpenAICompatibleLLM(config.llm_url, config.llm_model)
+        llm.check()
+        return llm
+    if config.llm == "local":
+        from avatar.llm_local import TransformersLLM
+
+        return TransformersLLM(config.llm_model_dir).load()
+    from avatar.llm_stub import InstantReplyLLM
+
+    return InstantReplyLLM()
 
 
 class AvatarVoice:
@@ -86,6 +120,8 @@ class LiveEngines:
             raise InputError(f"unknown --llm {config.llm!r}", f"use one of: {', '.join(LLM_KINDS)}")
         if config.llm == "answerer" and not config.knowledge_paths:
             raise InputError("--llm answerer needs --knowledge FILE", "e.g. assets/knowledge/shop_faq.md")
+        if config.llm == "local" and config.llm_model_dir is None:
+            raise InputError("--llm local needs --llm-model-dir DIR", "a transformers chat model folder")
         self.config = config
         self.renderer = None
         self.vad_model = None
@@ -106,7 +142,8 @@ class LiveEngines:
 
         config = self.config
         limit_kernel_threads()
-        self.load_voice()  # first: a bad voice profile fails before the slow loads
+        self.load_voice()  # first: a bad voice profile or an unreachable LLM fails before the slow loads
+        self.llm = load_llm(config)
         assets = prepare_avatar(config.photo_path, config.size_px, config.face_index)
         self.renderer = ProceduralRenderer(assets)
         if listening:
@@ -115,16 +152,6 @@ class LiveEngines:
             # of ~0.7 s, same words on our tests (see avatar/asr_whisper.py)
             self.asr = WhisperASR(beam_size=1, short_window=True).load()
         self.tts.get(config.language or "en")
-        if config.llm == "answerer":
-            from avatar.offline_answerer import OfflineAnswerer
-
-            self.llm = OfflineAnswerer(
-                list(config.knowledge_paths), config.persona_name, config.greeting
-            ).load()
-        else:
-            from avatar.llm_stub import InstantReplyLLM
-
-            self.llm = InstantReplyLLM()
         return self
 
     def load_voice(self) -> LiveEngines:

@@ -1,0 +1,80 @@
+"""Choosing the reply engine by name: `--llm openai|local` reaches LiveConfig, the right client is
+built, its system prompt carries the speaking rules, and a bad setup fails at startup in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from avatar.cli import _build_parser, live_config
+from avatar.errors import EngineUnavailable, InputError
+from avatar.live_engines import LiveConfig, LiveEngines, load_llm
+from avatar.system_tools import free_port
+from tests.fake_openai_server import FakeOpenAIServer, ScriptedReply
+
+PHOTO = Path("assets/sample_portrait.jpg")
+
+
+@pytest.fixture(autouse=True)
+def no_llm_environment(monkeypatch):
+    for name in ("AVATAR_LLM_BASE_URL", "OPENAI_BASE_URL", "AVATAR_LLM_MODEL", "OPENAI_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("AVATAR_LLM_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+
+def test_cli_flags_reach_the_live_config():
+    args = _build_parser().parse_args(
+        ["serve", "--llm", "openai", "--llm-url", "http://127.0.0.1:11434/v1", "--llm-model", "qwen2.5:3b"]
+    )
+    config = live_config(args)
+    assert (config.llm, config.llm_url, config.llm_model) == (
+        "openai",
+        "http://127.0.0.1:11434/v1",
+        "qwen2.5:3b",
+    )
+    args = _build_parser().parse_args(["live", "--llm", "local", "--llm-model-dir", "/models/qwen"])
+    assert live_config(args).llm_model_dir == Path("/models/qwen")
+
+
+def test_a_chat_model_gets_the_persona_plus_the_speaking_rules():
+    plain = LiveConfig(PHOTO, persona_name="Mona")
+    assert plain.system_prompt == "You are Mona, a friendly talking avatar."
+    chat = LiveConfig(PHOTO, persona_name="Mona", llm="openai", language="zh")
+    assert chat.system_prompt.startswith("You are Mona, a friendly talking avatar.")
+    assert "[happy]" in chat.system_prompt and "no markdown" in chat.system_prompt
+    assert "Chinese" in chat.system_prompt or "Mandarin" in chat.system_prompt
+
+
+def test_openai_engine_streams_from_the_configured_server():
+    import asyncio
+
+    with FakeOpenAIServer([ScriptedReply(("[happy] We open", " at nine."))]) as server:
+        config = LiveConfig(PHOTO, llm="openai", llm_url=server.base_url, llm_model="tiny-model")
+        llm = load_llm(config)
+
+        async def main():
+            try:
+                return "".join([piece async for piece in llm.stream([{"role": "user", "content": "Hi"}])])
+            finally:
+                await llm.aclose()
+
+        assert asyncio.run(main()) == "[happy] We open at nine."
+        assert server.chat_requests[0].body["model"] == "tiny-model"
+
+
+def test_an_unreachable_llm_fails_at_startup_in_one_line():
+    config = LiveConfig(PHOTO, llm="openai", llm_url=f"http://127.0.0.1:{free_port()}/v1", llm_model="m")
+    with pytest.raises(EngineUnavailable, match="cannot reach the LLM") as caught:
+        load_llm(config)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_llm_settings_name_the_flag():
+    with pytest.raises(EngineUnavailable, match="no LLM server is configured"):
+        load_llm(LiveConfig(PHOTO, llm="openai"))
+    with pytest.raises(InputError, match="--llm-model-dir"):
+        LiveEngines(LiveConfig(PHOTO, llm="local"))
+    with pytest.raises(EngineUnavailable, match="does not exist"):
+        load_llm(LiveConfig(PHOTO, llm="local", llm_model_dir=Path("/nonexistent/model")))
