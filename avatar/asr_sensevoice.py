@@ -27,9 +27,11 @@ funasr quirks handled here:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
 from contextlib import contextmanager
 from importlib import util as importlib_util
 from pathlib import Path
@@ -150,11 +152,13 @@ class SenseVoiceASR:
 @contextmanager
 def _root_logging_kept():
     """Importing funasr runs logging.basicConfig(level=INFO) and AutoModel calls it again; put the
-    root logger back so the host application's logging (and its noise level) stays its own."""
+    root logger back so the host application's logging (and its noise level) stays its own.
+    funasr also prints its version to stdout, which would mix into a CLI's output: send it to stderr."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     try:
-        yield
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)

@@ -126,9 +126,12 @@ def _build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--out-dir", type=Path, default=Path("videos"), help="where outputs without a path go")
     batch.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel worker processes")
 
-    transcribe = sub.add_parser("transcribe", help="speech to text with the embedded Whisper model")
+    transcribe = sub.add_parser(
+        "transcribe", help="speech to text (embedded Whisper, or SenseVoice with emotion and audio events)"
+    )
     transcribe.add_argument("file", type=Path, help="audio file (any format ffmpeg reads)")
     transcribe.add_argument("--lang", help="language hint, e.g. en or zh (default: detect)")
+    _add_asr_options(transcribe)
 
     voice = sub.add_parser(
         "voice-profile", help="analyse a 3-30 s recording into a reusable voice profile (DSP voice matching)"
@@ -138,7 +141,7 @@ def _build_parser() -> argparse.ArgumentParser:
     voice.add_argument("--name", help="profile name (default: the sample's file name)")
 
     serve = sub.add_parser("serve", help="talk to the avatar live in a browser (WebRTC)")
-    _add_on_air_options(serve, default_port=8080)
+    _add_on_air_options(serve, default_port=8080, listening=True)
     serve.add_argument(
         "--ice-server", action="append", default=[], help="STUN/TURN URL for clients behind NAT"
     )
@@ -154,7 +157,7 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog=LIVE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_on_air_options(live, default_port=8090)
+    _add_on_air_options(live, default_port=8090, listening=False)
     live.add_argument(
         "--script", type=Path, help="text or Markdown script with [emotion] and [pause 2s] tags"
     )
@@ -198,7 +201,7 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_on_air_options(parser: argparse.ArgumentParser, *, default_port: int) -> None:
+def _add_on_air_options(parser: argparse.ArgumentParser, *, default_port: int, listening: bool) -> None:
     """Who is on air and where the server listens: shared by `serve` and `live`."""
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--photo", type=Path, help=f"portrait photo (default {DEFAULT_SERVE_PHOTO})")
@@ -241,6 +244,8 @@ def _add_on_air_options(parser: argparse.ArgumentParser, *, default_port: int) -
     parser.add_argument(
         "--llm-model-dir", type=Path, metavar="DIR", help="--llm local: a transformers chat model folder"
     )
+    if listening:  # `live` only speaks; `serve` listens too
+        _add_asr_options(parser)
     parser.add_argument(
         "--knowledge",
         type=Path,
@@ -251,6 +256,22 @@ def _add_on_air_options(parser: argparse.ArgumentParser, *, default_port: int) -
     parser.add_argument("--persona", help="the avatar's name (default: the library name, else Mona)")
     parser.add_argument(
         "--lang", choices=("en", "zh"), help="voice language (default: detected per sentence)"
+    )
+
+
+def _add_asr_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--asr",
+        choices=("whisper", "sensevoice"),
+        default="whisper",
+        help="whisper: embedded, offline (default); sensevoice: SenseVoiceSmall via funasr, also hears the "
+        "speaker's emotion and audio events (needs pip install '.[asr]' and `avatar models download sensevoice`)",
+    )
+    parser.add_argument(
+        "--asr-model-dir",
+        type=Path,
+        metavar="DIR",
+        help="--asr sensevoice: the model folder (default: `avatar models path sensevoice`)",
     )
 
 
@@ -399,10 +420,20 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
-    from avatar.asr_whisper import transcribe_file
+    if args.asr == "whisper":
+        from avatar.asr_whisper import transcribe_file
 
-    transcript = transcribe_file(args.file, language=args.lang)
-    print(f"[{transcript.language}] {transcript.text}")
+        transcript = transcribe_file(args.file, language=args.lang)
+        print(f"[{transcript.language}] {transcript.text}")
+        return 0
+    from avatar.asr_sensevoice import SenseVoiceASR
+    from avatar.audio_io import load_audio
+    from avatar.model_registry import engine_dir
+
+    asr = SenseVoiceASR(args.asr_model_dir or engine_dir("sensevoice")).load()
+    transcript = asr.transcribe(load_audio(args.file, sample_rate_hz=16000), language=args.lang)
+    tags = [transcript.language, transcript.emotion or "unknown", *transcript.events]
+    print(f"[{' | '.join(tags)}] {transcript.text}")
     return 0
 
 
@@ -543,6 +574,8 @@ def live_config(args: argparse.Namespace):
         llm_url=args.llm_url,
         llm_model=args.llm_model,
         llm_model_dir=args.llm_model_dir,
+        asr=getattr(args, "asr", "whisper"),
+        asr_model_dir=getattr(args, "asr_model_dir", None),
     )
 
 

@@ -54,6 +54,8 @@ class LiveConfig:
     llm_url: str | None = None
     llm_model: str | None = None
     llm_model_dir: Path | None = None  # --llm local: a transformers chat model folder
+    asr: str = "whisper"  # or "sensevoice": also hears the speaker's emotion and audio events
+    asr_model_dir: Path | None = None  # --asr sensevoice: default the registry's folder
 
     @property
     def avatar_name(self) -> str:
@@ -67,6 +69,22 @@ class LiveConfig:
 
             return system_prompt(persona, self.language)
         return persona
+
+
+def load_asr(config: LiveConfig):
+    """The recogniser named by `config.asr` (blocking)."""
+    if config.asr == "sensevoice":
+        from avatar.asr_sensevoice import SenseVoiceASR
+        from avatar.model_registry import engine_dir
+
+        return SenseVoiceASR(config.asr_model_dir or engine_dir("sensevoice")).load()
+    if config.asr != "whisper":
+        raise InputError(f"unknown --asr {config.asr!r}", "use whisper or sensevoice")
+    from avatar.asr_whisper import WhisperASR
+
+    # greedy decoding over a window just longer than the turn: ~0.1 s per question instead
+    # of ~0.7 s, same words on our tests (see avatar/asr_whisper.py)
+    return WhisperASR(beam_size=1, short_window=True).load()
 
 
 def load_llm(config: LiveConfig):
@@ -135,7 +153,6 @@ class LiveEngines:
         """Blocking: prepare the avatar and load every model (a few seconds).
 
         `listening=False` skips the microphone side (VAD, Whisper): a livestream only speaks."""
-        from avatar.asr_whisper import WhisperASR
         from avatar.vad_silero import SileroModel
         from lipsync.avatar_assets import prepare_avatar
         from lipsync.procedural_renderer import ProceduralRenderer
@@ -148,9 +165,7 @@ class LiveEngines:
         self.renderer = ProceduralRenderer(assets)
         if listening:
             self.vad_model = SileroModel()
-            # greedy decoding over a window just longer than the turn: ~0.1 s per question instead
-            # of ~0.7 s, same words on our tests (see avatar/asr_whisper.py)
-            self.asr = WhisperASR(beam_size=1, short_window=True).load()
+            self.asr = load_asr(config)
         self.tts.get(config.language or "en")
         return self
 

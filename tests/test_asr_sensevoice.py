@@ -251,3 +251,15 @@ def test_unknown_language_is_an_input_error(random_dir):
         SenseVoiceASR(random_dir).transcribe(
             AudioChunk(np.full(16000, 0.5, np.float32), 16000), language="de"
         )
+
+
+def test_chosen_by_name_in_the_cli_and_the_live_config(forced_dir, capsys):
+    from avatar.cli import main
+    from avatar.live_engines import LiveConfig, load_asr
+
+    clip = str(eval_file(SPEECH_CLIP))
+    assert main(["transcribe", "--asr", "sensevoice", "--asr-model-dir", str(forced_dir), clip]) == 0
+    assert capsys.readouterr().out.strip() == "[en | happy | Laughter] Hello"
+    config = LiveConfig(Path("assets/sample_portrait.jpg"), asr="sensevoice", asr_model_dir=forced_dir)
+    asr = load_asr(config)
+    assert isinstance(asr, SenseVoiceASR) and asr.model_dir == forced_dir
