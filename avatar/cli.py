@@ -116,6 +116,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, default=Path("out.mp4"), help="output .mp4 (default out.mp4)"
     )
     render.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_neural_render_options(render)
 
     batch = sub.add_parser("batch", help="render many videos from a CSV or JSONL manifest, using all cores")
     batch.add_argument(
@@ -259,6 +260,71 @@ def _add_on_air_options(parser: argparse.ArgumentParser, *, default_port: int, l
     )
 
 
+def _add_neural_render_options(parser: argparse.ArgumentParser) -> None:
+    """Engines by name (`avatar models` shows which can run here)."""
+    from avatar.engine_choice import LIPSYNC_ENGINES, TTS_ENGINES
+
+    group = parser.add_argument_group("neural engines (see `avatar models`)")
+    group.add_argument(
+        "--tts",
+        choices=TTS_ENGINES,
+        default="embedded",
+        help="embedded: Piper/Mandarin voice, DSP-matched to --voice (default); cosyvoice: zero-shot "
+        "cloning of --voice with your CosyVoice checkout; cosyvoice-http: its FastAPI server; "
+        "dashscope: Alibaba Cloud's CosyVoice API with an enrolled voice",
+    )
+    group.add_argument(
+        "--lipsync",
+        choices=LIPSYNC_ENGINES,
+        default="procedural",
+        help="procedural: embedded (default); wav2lip / wav2lip_gan: the Wav2Lip network draws the mouth",
+    )
+    group.add_argument("--voice-text", help="what the --voice recording says (cloning; default: transcribed)")
+    group.add_argument("--cosyvoice-version", type=int, choices=(2, 3), default=2)
+    group.add_argument(
+        "--cosyvoice-model-dir",
+        type=Path,
+        metavar="DIR",
+        help="CosyVoice model folder (default: `avatar models path cosyvoice2`)",
+    )
+    group.add_argument(
+        "--cosyvoice-checkout",
+        type=Path,
+        metavar="DIR",
+        help="your git clone of FunAudioLLM/CosyVoice (default: $COSYVOICE_HOME)",
+    )
+    group.add_argument(
+        "--cosyvoice-url", metavar="URL", help="--tts cosyvoice-http server (default: $AVATAR_COSYVOICE_URL)"
+    )
+    group.add_argument("--dashscope-voice", metavar="ID", help="--tts dashscope: your enrolled voice id")
+    group.add_argument(
+        "--wav2lip-checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="wav2lip(.gan).pth (default: `avatar models path wav2lip`)",
+    )
+    group.add_argument("--device", default="cpu", help="cpu (default) or cuda, for wav2lip and cosyvoice")
+
+
+def engine_choice(args: argparse.Namespace, voice_text: str | None = None):
+    from avatar.engine_choice import EngineChoice
+
+    choice = EngineChoice(
+        tts=args.tts,
+        lipsync=args.lipsync,
+        cosyvoice_version=args.cosyvoice_version,
+        cosyvoice_model_dir=args.cosyvoice_model_dir,
+        cosyvoice_checkout=args.cosyvoice_checkout,
+        cosyvoice_url=args.cosyvoice_url,
+        dashscope_voice=args.dashscope_voice,
+        voice_text=args.voice_text or voice_text,
+        wav2lip_checkpoint=args.wav2lip_checkpoint,
+        device=args.device,
+    )
+    choice.validate()
+    return choice
+
+
 def _add_asr_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--asr",
@@ -368,17 +434,21 @@ def _progress_bar(quiet: bool):
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from avatar.render_job import render_video
+    from avatar.render_job import RenderEngines, render_video
     from avatar.render_request import RenderRequest
 
     photo, voice, language, face = args.photo, args.voice, args.lang, args.face
+    voice_text = None
     if args.avatar is not None:
         from avatar.avatar_library import AvatarLibrary
 
         record = AvatarLibrary(args.library).get(args.avatar)
         photo = record.photo_path
         if voice is None and args.audio is None:  # a recording is lip-synced as it is
-            voice = record.voice_profile_path
+            # cloning needs the recording itself and what it says; DSP matching its profile
+            cloning = args.tts in ("cosyvoice", "cosyvoice-http")
+            voice = record.voice_sample_path if cloning else record.voice_profile_path
+            voice_text = record.settings.voice_transcript if cloning else None
         language = language or record.settings.language
         face = face if face is not None else record.settings.face_index
     text = args.text if args.text_file is None else _read_text_option(args.text_file, "--text-file")
@@ -394,11 +464,13 @@ def _cmd_render(args: argparse.Namespace) -> int:
         face_index=face,
         audio_timing=args.audio_timing,
     )
+    engines = RenderEngines(choice=engine_choice(args, voice_text))
     progress, close = _progress_bar(args.quiet)
     try:
-        result = render_video(request, progress=progress)
+        result = render_video(request, engines, progress=progress)
     finally:
         close()
+        engines.close()
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     speed = result.duration_s / max(result.render_time_s, 1e-9)

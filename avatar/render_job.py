@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from avatar.engine_choice import EngineChoice
 from avatar.errors import InputError
 from avatar.render_request import EMOTIONS, FRAME_RATE_FPS, RenderRequest, RenderResult
 from avatar.types import Speech
@@ -30,9 +31,12 @@ def _file_identity(path: Path) -> tuple[str, int, int]:
 class RenderEngines:
     """Lazily loaded engines shared by consecutive jobs in one process."""
 
-    def __init__(self, cache_dir: Path | None = None) -> None:
+    def __init__(self, cache_dir: Path | None = None, choice: EngineChoice | None = None) -> None:
         self.cache_dir = cache_dir
+        self.choice = choice or EngineChoice()
+        self.choice.validate()
         self._tts = None
+        self._cloned: dict[tuple, object] = {}
         self._profiles: dict[tuple[str, float], object] = {}
         self._renderers: dict[tuple, object] = {}
         self._landmarker = None
@@ -67,6 +71,21 @@ class RenderEngines:
             self._tts = TTSSelector()
         return self._tts.get(language)
 
+    def cloned_voice(self, sample_path: Path | None, language: str):
+        """The neural TTS of `choice.tts` in the voice of `sample_path` (CosyVoice needs to know what
+        the sample says: --voice-text, else Whisper's transcript of it)."""
+        key = (_file_identity(sample_path) if sample_path is not None else None, language)
+        if key not in self._cloned:
+            from avatar.engine_choice import cloned_voice_engine
+
+            text = self.choice.voice_text or ""
+            if sample_path is not None and not text.strip() and self.choice.clones_voice:
+                from avatar.audio_io import load_audio
+
+                text = self.asr().transcribe(load_audio(sample_path, sample_rate_hz=16000)).text
+            self._cloned[key] = cloned_voice_engine(self.choice, sample_path, text, language)
+        return self._cloned[key]
+
     def voice_profile(self, sample_path: Path):
         key = _file_identity(sample_path)
         if key not in self._profiles:
@@ -95,13 +114,23 @@ class RenderEngines:
                 cache_dir=self.cache_dir,
                 landmarker=self.landmarker(),
             )
-            self._renderers[key] = ProceduralRenderer(assets, fps=FRAME_RATE_FPS)
+            renderer = ProceduralRenderer(assets, fps=FRAME_RATE_FPS)
+            if self.choice.lipsync != "procedural":
+                from avatar.engine_choice import wav2lip_checkpoint_path
+                from lipsync.wav2lip_renderer import Wav2LipRenderer
+
+                checkpoint = wav2lip_checkpoint_path(self.choice)
+                renderer = Wav2LipRenderer(renderer, checkpoint, device=self.choice.device).load()
+            self._renderers[key] = renderer
         return self._renderers[key]
 
     def close(self) -> None:
         if self._tts is not None:
             self._tts.close()
             self._tts = None
+        for engine in self._cloned.values():
+            engine.close()
+        self._cloned.clear()
         if self._landmarker is not None:
             self._landmarker.close()
             self._landmarker = None
@@ -152,11 +181,21 @@ def speech_from_text(request: RenderRequest, engines: RenderEngines, progress: P
     from voices.language import detect_language
 
     segments = parse_script(request.text, default_emotion=request.emotion)
-    profile = engines.voice_profile(request.voice_sample_path) if request.voice_sample_path else None
+    if engines.choice.tts != "embedded":
+        # a cloning engine speaks in the sample's own voice: no DSP matching on top
+        language = request.language or detect_language(" ".join(s.text for s in segments))
+        engine = engines.cloned_voice(request.voice_sample_path, language)
+        profile = None
 
-    def synthesize(sentence: str) -> Speech:
-        language = request.language or detect_language(sentence)
-        return engines.tts(language).synthesize(sentence)
+        def synthesize(sentence: str) -> Speech:
+            return engine.synthesize(sentence)
+
+    else:
+        profile = engines.voice_profile(request.voice_sample_path) if request.voice_sample_path else None
+
+        def synthesize(sentence: str) -> Speech:
+            language = request.language or detect_language(sentence)
+            return engines.tts(language).synthesize(sentence)
 
     transform = None
     if profile is not None:
@@ -192,6 +231,7 @@ def render_video(
 ) -> RenderResult:
     """The whole job. Raises InputError/EngineUnavailable with one-line messages; leaves no partial file."""
     from avatar.video_writer import write_mp4
+    from lipsync.audio_features import frame_count_for
 
     validate_request(request)
     started = time.perf_counter()
@@ -204,14 +244,13 @@ def render_video(
             speech, spans = assembled.speech, assembled.emotion_spans
         else:
             speech, spans = speech_from_audio(request, engines)
-        weights = renderer.plan(speech, spans)
-        total = len(weights)
+        total = frame_count_for(len(speech.audio.pcm), speech.audio.sample_rate_hz, FRAME_RATE_FPS)
 
         def frames():
-            for index, frame_weights in enumerate(weights):
+            for index, frame in enumerate(renderer.render(speech, spans)):
                 if progress is not None and (index % 5 == 0 or index + 1 == total):
                     progress("video", index + 1, total)
-                yield renderer.draw(frame_weights)
+                yield frame
 
         write_mp4(frames(), speech.audio, Path(request.output_path), fps=FRAME_RATE_FPS)
         return RenderResult(

@@ -1,0 +1,117 @@
+"""Engines chosen by name on `avatar render`: the neural TTS really speaks the video's audio, and
+every missing piece (voice sample, server, voice id, checkpoint) is one line naming the fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from avatar.cli import main
+from avatar.engine_choice import EngineChoice
+from avatar.errors import InputError
+from avatar.media_probe import probe_media
+from avatar.speech_assembly import LEAD_IN_S, SENTENCE_GAP_S, TAIL_S
+from avatar.system_tools import free_port
+from tests.conftest import SAMPLE_VOICE
+from tests.fake_cosyvoice import FakeCosyVoiceServer, fake_speech
+
+PHOTO = "assets/sample_portrait.jpg"
+SENTENCES = ("Hello there.", "How are you today?")
+
+
+def render(tmp_path, *options: str) -> int:
+    args = ["render", "--photo", PHOTO, "--size", "256", "-q", "-o", str(tmp_path / "out.mp4")]
+    return main([*args, "--text", " ".join(SENTENCES), *options])
+
+
+def test_cosyvoice_server_speaks_every_sentence_of_the_video(tmp_path):
+    with FakeCosyVoiceServer() as server:
+        rc = render(
+            tmp_path,
+            *("--tts", "cosyvoice-http", "--cosyvoice-url", server.url),
+            *("--voice", str(SAMPLE_VOICE), "--voice-text", "This is my voice."),
+        )
+    assert rc == 0
+    assert [r["fields"]["tts_text"] for r in server.requests] == list(SENTENCES)
+    assert {r["fields"]["prompt_text"] for r in server.requests} == {"This is my voice."}
+    media = probe_media(tmp_path / "out.mp4")
+    (video,), (audio,) = media.of_kind("video"), media.of_kind("audio")
+    spoken_s = sum(len(fake_speech(s, 24000)) for s in SENTENCES) / 24000
+    spoken_s += LEAD_IN_S + SENTENCE_GAP_S + TAIL_S
+    # the video's audio is the server's speech (with the usual lead-in, gap and tail; then rounded
+    # up to whole frames and AAC packets), the video as long as it
+    assert spoken_s <= audio.duration_s <= spoken_s + 0.2
+    assert abs(video.duration_s - audio.duration_s) <= 0.05
+
+
+def test_the_cloned_audio_is_the_servers_not_the_embedded_voice(tmp_path):
+    from avatar.audio_io import load_audio
+
+    with FakeCosyVoiceServer() as server:
+        assert render(tmp_path, "--tts", "cosyvoice-http", "--cosyvoice-url", server.url,
+                      "--voice", str(SAMPLE_VOICE), "--voice-text", "Mine.") == 0  # fmt: skip
+    audio = load_audio(tmp_path / "out.mp4", sample_rate_hz=24000).pcm
+    tone = fake_speech(SENTENCES[0], 24000)
+    start = int(np.argmax(np.abs(audio) > 0.05))
+    piece = audio[start : start + len(tone) // 2]
+    # the fake's pure tone for the first sentence, through AAC: nearly perfectly correlated
+    best = max(np.corrcoef(piece, tone[s : s + len(piece)])[0, 1] for s in range(0, 400, 2))
+    assert best > 0.9
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--tts", "cosyvoice-http", "--cosyvoice-url", "http://127.0.0.1:1"), "needs --voice SAMPLE"),
+        (("--tts", "dashscope"), "needs --dashscope-voice"),
+        (
+            ("--lipsync", "wav2lip", "--wav2lip-checkpoint", "/nonexistent/wav2lip.pth"),
+            "checkpoint not found",
+        ),
+    ],
+)
+def test_missing_pieces_are_one_line_errors(tmp_path, capsys, options, message):
+    assert render(tmp_path, *options) != 0
+    error = capsys.readouterr().err.strip()
+    assert message in error and "\n" not in error and "Traceback" not in error
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_an_unreachable_cosyvoice_server_is_named(tmp_path, capsys):
+    url = f"http://127.0.0.1:{free_port()}"
+    rc = render(tmp_path, "--tts", "cosyvoice-http", "--cosyvoice-url", url,
+                "--voice", str(SAMPLE_VOICE), "--voice-text", "Mine.")  # fmt: skip
+    assert rc != 0 and url in capsys.readouterr().err
+
+
+def test_a_voice_profile_cannot_be_cloned(tmp_path):
+    from avatar.engine_choice import cloned_voice_engine
+
+    with pytest.raises(InputError, match="not a saved voice profile"):
+        cloned_voice_engine(EngineChoice(tts="cosyvoice"), tmp_path / "me.voice.json", "", "en")
+
+
+def test_unknown_names_are_refused_before_anything_loads():
+    with pytest.raises(InputError, match="unknown --tts"):
+        EngineChoice(tts="vits").validate()
+    with pytest.raises(InputError, match="unknown --lipsync"):
+        EngineChoice(lipsync="sadtalker").validate()
+
+
+def test_wav2lip_renders_the_video_with_a_checkpoint_from_the_models_folder(tmp_path, monkeypatch):
+    import torch
+
+    from lipsync.wav2lip_model import Wav2Lip
+
+    torch.manual_seed(0)
+    folder = tmp_path / "models" / "wav2lip"
+    folder.mkdir(parents=True)
+    state = {f"module.{k}": v for k, v in Wav2Lip().state_dict().items()}
+    torch.save({"state_dict": state, "global_step": 0}, folder / "wav2lip.pth")
+    monkeypatch.setenv("AVATAR_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.delenv("AVATAR_WAV2LIP_DIR", raising=False)
+    assert render(tmp_path, "--lipsync", "wav2lip") == 0
+    media = probe_media(tmp_path / "out.mp4")
+    (video,), (audio,) = media.of_kind("video"), media.of_kind("audio")
+    assert (video.width, video.height) == (204, 256) and video.frame_count == round(video.duration_s * 25)
+    assert abs(video.duration_s - audio.duration_s) <= 0.05
