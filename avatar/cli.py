@@ -197,6 +197,13 @@ def _build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--size", type=int)
     preview.add_argument("--face", type=int)
     preview.add_argument("-o", "--output", type=Path, default=Path("preview.png"))
+    preview.add_argument(
+        "--landmarks",
+        choices=("mediapipe", "face-alignment"),
+        default="mediapipe",
+        help="mediapipe: the embedded 478-point mesh the renderer uses (default); face-alignment: "
+        "2D-FAN's 68 points, with its weights in $TORCH_HOME (`avatar models download face-alignment`)",
+    )
     add_webui_parser(sub)
     add_models_parser(sub)
     return parser
@@ -759,7 +766,12 @@ def _print_warnings(warnings) -> None:
 
 def _cmd_preview(args: argparse.Namespace) -> int:
     from lipsync.avatar_assets import prepare_avatar
-    from lipsync.preview import draw_preview
+    from lipsync.preview import draw_fan_preview, draw_preview
+
+    if args.landmarks == "face-alignment":
+        count = draw_fan_preview(args.photo, args.output)
+        print(f"wrote {args.output} ({count} face{'s' if count != 1 else ''}, 68 points each)")
+        return 0
 
     assets = prepare_avatar(args.photo, args.size, args.face)
     draw_preview(assets, args.output)

@@ -62,6 +62,14 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def anon_rss_mb(pid: int) -> float:
+    """Anonymous resident memory (heap, numpy buffers, thread stacks): RSS without mapped files."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def children(pid: int) -> list[int]:
     """Child processes of every thread (ffmpeg is started from an output's own thread)."""
     found = []
@@ -134,21 +142,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--knowledge", type=Path, default=ROOT / "assets/knowledge/shop_faq.md")
     parser.add_argument("--record", action="store_true", help="also record segmented MP4 (a second encoder)")
     parser.add_argument("--report", type=Path, help="write the JSON result here")
+    parser.add_argument(
+        "--memory-probe",
+        choices=("traced", "trim"),
+        help="run the avatar under bench/memory_probe_child.py: Python-traced memory every 30 s "
+        "(traced), and RSS after malloc_trim(0) too (trim); slower, so CPU numbers are not comparable",
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp, LocalRtmpServer() as rtmp:
         url = rtmp.url("soak")
         port = free_port()
-        command = [
-            sys.executable,
-            "-m",
-            "avatar",
-            "live",
-            "--photo",
-            str(args.photo),
-            "--size",
-            str(args.size),
-        ]
+        probe_log = Path(tmp) / "memory_probe.jsonl"
+        command = [sys.executable, "-m"]
+        if args.memory_probe:
+            command += ["bench.memory_probe_child", "--log", str(probe_log), "--every-s", "30"]
+            command += ["--trim"] if args.memory_probe == "trim" else []
+            command += ["--"]
+        else:
+            command += ["avatar"]
+        command += ["live", "--photo", str(args.photo), "--size", str(args.size)]
         command += ["--script", str(args.script), "--knowledge", str(args.knowledge), "--rtmp", url]
         command += ["--port", str(port), "--comment-interval-s", "1"]
         if args.record:
@@ -169,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
                 if reader is not None:
                     reader.close()
                 stop_process(child, grace_s=15)
+            if args.memory_probe and probe_log.exists():
+                result["memory_probe"] = [json.loads(line) for line in probe_log.read_text().splitlines()]
     result["machine"] = describe_machine()
     text = json.dumps(result, indent=2)
     print(text)
@@ -208,6 +223,7 @@ def soak(args, base: str, child: subprocess.Popen, reader: PacketClock) -> dict:
                     "avatar_cpu_s": cpu_seconds(child.pid) - cpu_before["avatar"],
                     "ffmpeg_cpu_s": sum(cpu_seconds(pid) for pid in encoders),
                     "avatar_rss_mb": round(rss_mb(child.pid), 1),
+                    "avatar_anon_rss_mb": round(anon_rss_mb(child.pid), 1),
                     "ffmpeg_rss_mb": round(sum(rss_mb(pid) for pid in encoders), 1),
                 }
             )

@@ -44,3 +44,31 @@ def draw_detection(assets: AvatarAssets) -> np.ndarray:
     x0, y0, x1, y1 = (int(v) for v in assets.face_box_xyxy)
     cv2.rectangle(image, (x0, y0), (x1, y1), (0, 220, 255), 2)
     return image
+
+
+def draw_fan_preview(photo_path: Path, output_path: Path) -> int:
+    """The 68 face-alignment (2D-FAN) points of every face on the photo, saved; returns the face count.
+
+    The procedural renderer needs MediaPipe's 478-point mesh, so FAN does not drive rendering: this
+    picture lets a user compare the two landmarkers on their own photo."""
+    import cv2
+
+    from lipsync.avatar_assets import read_photo
+    from lipsync.landmarks_fan import FanLandmarker
+
+    image = read_photo(Path(photo_path))
+    with FanLandmarker() as landmarker:
+        faces = landmarker.detect(image)
+    if not faces:
+        raise InputError(
+            f"face-alignment found no face in {Path(photo_path).name}", "use a clear frontal photo"
+        )
+    canvas = image.copy()
+    radius = max(1, round(max(image.shape[:2]) / 400))
+    for index, points in enumerate(faces):
+        colour = (0, 255, 0) if index == 0 else (0, 160, 255)  # the face that would be animated first
+        for x, y in points:
+            cv2.circle(canvas, (round(float(x)), round(float(y))), radius, colour, -1, cv2.LINE_AA)
+    if not cv2.imwrite(str(output_path), canvas):
+        raise InputError(f"cannot write preview image {output_path}", "check the folder and use .png or .jpg")
+    return len(faces)

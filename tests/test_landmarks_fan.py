@@ -156,3 +156,19 @@ def test_no_face_and_bad_input(landmarker, monkeypatch):
     assert landmarker.detect(portrait(128)) == []
     with pytest.raises(InputError):
         landmarker.detect(np.zeros((64, 64), dtype=np.uint8))
+
+
+def test_preview_draws_the_68_points_through_the_cli(torch_home, tmp_path, monkeypatch, capsys):
+    from avatar.cli import main
+
+    attempts = block_network(monkeypatch)
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    photo, output = tmp_path / "face.png", tmp_path / "preview.png"
+    cv2.imwrite(str(photo), portrait(128))
+    assert main(["preview", "--photo", str(photo), "--landmarks", "face-alignment", "-o", str(output)]) == 0
+    assert "1 face, 68 points each" in capsys.readouterr().out
+    drawn = cv2.imread(str(output))
+    assert drawn.shape == (128, 128, 3)
+    green = (drawn[:, :, 1] == 255) & (drawn[:, :, 0] == 0) & (drawn[:, :, 2] == 0)
+    assert green.sum() >= 20  # the points, painted pure green on the photo
+    assert attempts == []
