@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from avatar.errors import AvatarError, InputError
-from avatar.live_engines import AvatarVoice, LiveConfig, LiveEngines
+from avatar.live_engines import LiveConfig, LiveEngines
 
 log = logging.getLogger("avatar.broadcast")
 STATIC_DIR = Path(__file__).with_name("static")
@@ -117,7 +117,7 @@ class BroadcastServer:
         )
         lipsync = StreamingLipSync(self.engines.renderer)
         self.host = BroadcastHost(
-            tts=AvatarVoice(self.engines.tts, self.engines.voice_profile, live.language),
+            tts=self.engines.voice(self.engines.voice_profile, live.language, self.engines.cloned_voice),
             lipsync=lipsync,
             llm=self.engines.llm,
             clock=clock,
@@ -355,12 +355,19 @@ class BroadcastServer:
 
         live = self.config.live
         assets = prepare_avatar(record.photo_path, live.size_px, record.settings.face_index)
-        profile = None
-        if record.voice_profile_path is not None:
+        profile, cloned = None, None
+        if live.tts_choice.tts != "embedded":
+            if live.tts_choice.clones_voice and record.voice_sample_path is None:
+                raise InputError(
+                    f"{record.label} has no voice sample to clone",
+                    "add one in the library, or run the stream with the embedded voice",
+                )
+            cloned = self.engines.clone_voice(record.voice_sample_path, record.settings.voice_transcript)
+        elif record.voice_profile_path is not None:
             from voices.voice_profile import VoiceProfile
 
             profile = VoiceProfile.load(record.voice_profile_path)
-        voice = AvatarVoice(self.engines.tts, profile, live.language or record.settings.language)
+        voice = self.engines.voice(profile, live.language or record.settings.language, cloned)
         return StreamingLipSync(ProceduralRenderer(assets)), voice
 
     async def events(self, request):

@@ -254,6 +254,7 @@ def _add_on_air_options(parser: argparse.ArgumentParser, *, default_port: int, l
     )
     if listening:  # `live` only speaks; `serve` listens too
         _add_asr_options(parser)
+    _add_neural_render_options(parser, on_air=True)
     parser.add_argument(
         "--knowledge",
         type=Path,
@@ -267,11 +268,19 @@ def _add_on_air_options(parser: argparse.ArgumentParser, *, default_port: int, l
     )
 
 
-def _add_neural_render_options(parser: argparse.ArgumentParser) -> None:
-    """Engines by name (`avatar models` shows which can run here)."""
+def _add_neural_render_options(parser: argparse.ArgumentParser, *, on_air: bool = False) -> None:
+    """Engines by name (`avatar models` shows which can run here). On air (serve, live) the
+    procedural renderer draws every frame; Wav2Lip is for rendered videos."""
     from avatar.engine_choice import LIPSYNC_ENGINES, TTS_ENGINES
 
     group = parser.add_argument_group("neural engines (see `avatar models`)")
+    if on_air:
+        group.add_argument(
+            "--voice",
+            type=Path,
+            metavar="SAMPLE",
+            help="--tts cosyvoice/cosyvoice-http: the recording to clone (default: the library avatar's sample)",
+        )
     group.add_argument(
         "--tts",
         choices=TTS_ENGINES,
@@ -280,12 +289,13 @@ def _add_neural_render_options(parser: argparse.ArgumentParser) -> None:
         "cloning of --voice with your CosyVoice checkout; cosyvoice-http: its FastAPI server; "
         "dashscope: Alibaba Cloud's CosyVoice API with an enrolled voice",
     )
-    group.add_argument(
-        "--lipsync",
-        choices=LIPSYNC_ENGINES,
-        default="procedural",
-        help="procedural: embedded (default); wav2lip / wav2lip_gan: the Wav2Lip network draws the mouth",
-    )
+    if not on_air:
+        group.add_argument(
+            "--lipsync",
+            choices=LIPSYNC_ENGINES,
+            default="procedural",
+            help="procedural: embedded (default); wav2lip / wav2lip_gan: the Wav2Lip network draws the mouth",
+        )
     group.add_argument("--voice-text", help="what the --voice recording says (cloning; default: transcribed)")
     group.add_argument("--cosyvoice-version", type=int, choices=(2, 3), default=2)
     group.add_argument(
@@ -304,12 +314,13 @@ def _add_neural_render_options(parser: argparse.ArgumentParser) -> None:
         "--cosyvoice-url", metavar="URL", help="--tts cosyvoice-http server (default: $AVATAR_COSYVOICE_URL)"
     )
     group.add_argument("--dashscope-voice", metavar="ID", help="--tts dashscope: your enrolled voice id")
-    group.add_argument(
-        "--wav2lip-checkpoint",
-        type=Path,
-        metavar="FILE",
-        help="wav2lip(.gan).pth (default: `avatar models path wav2lip`)",
-    )
+    if not on_air:
+        group.add_argument(
+            "--wav2lip-checkpoint",
+            type=Path,
+            metavar="FILE",
+            help="wav2lip(.gan).pth (default: `avatar models path wav2lip`)",
+        )
     group.add_argument("--device", default="cpu", help="cpu (default) or cuda, for wav2lip and cosyvoice")
 
 
@@ -318,14 +329,14 @@ def engine_choice(args: argparse.Namespace, voice_text: str | None = None):
 
     choice = EngineChoice(
         tts=args.tts,
-        lipsync=args.lipsync,
+        lipsync=getattr(args, "lipsync", "procedural"),
         cosyvoice_version=args.cosyvoice_version,
         cosyvoice_model_dir=args.cosyvoice_model_dir,
         cosyvoice_checkout=args.cosyvoice_checkout,
         cosyvoice_url=args.cosyvoice_url,
         dashscope_voice=args.dashscope_voice,
         voice_text=args.voice_text or voice_text,
-        wav2lip_checkpoint=args.wav2lip_checkpoint,
+        wav2lip_checkpoint=getattr(args, "wav2lip_checkpoint", None),
         device=args.device,
     )
     choice.validate()
@@ -627,12 +638,15 @@ def live_config(args: argparse.Namespace):
     photo, face, language = args.photo or DEFAULT_SERVE_PHOTO, args.face, args.lang
     persona_name, persona_prompt, voice_profile, label = args.persona or "Mona", "", None, None
     knowledge = list(args.knowledge)
+    sample, sample_text = args.voice, args.voice_text or ""
     if args.avatar is not None:
         from avatar.avatar_library import AvatarLibrary
 
         record = AvatarLibrary(args.library).get(args.avatar)
         settings = record.settings
         photo, voice_profile, persona_prompt = record.photo_path, record.voice_profile_path, settings.persona
+        if sample is None:
+            sample, sample_text = record.voice_sample_path, sample_text or settings.voice_transcript
         face = face if face is not None else settings.face_index
         language = language or settings.language
         persona_name = args.persona or settings.name
@@ -655,6 +669,9 @@ def live_config(args: argparse.Namespace):
         llm_model_dir=args.llm_model_dir,
         asr=getattr(args, "asr", "whisper"),
         asr_model_dir=getattr(args, "asr_model_dir", None),
+        tts_choice=engine_choice(args),
+        voice_sample_path=sample,
+        voice_text=sample_text,
     )
 
 

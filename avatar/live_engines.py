@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from avatar.engine_choice import EngineChoice
 from avatar.errors import InputError
 
 LLM_KINDS = ("stub", "answerer", "openai", "local")
@@ -56,6 +57,11 @@ class LiveConfig:
     llm_model_dir: Path | None = None  # --llm local: a transformers chat model folder
     asr: str = "whisper"  # or "sensevoice": also hears the speaker's emotion and audio events
     asr_model_dir: Path | None = None  # --asr sensevoice: default the registry's folder
+    # --tts cosyvoice / cosyvoice-http / dashscope: the neural voice, cloned from voice_sample_path
+    # (a recording) and what it says (voice_text; "" = Whisper's transcript of it)
+    tts_choice: EngineChoice = field(default_factory=EngineChoice)
+    voice_sample_path: Path | None = None
+    voice_text: str = ""
 
     @property
     def avatar_name(self) -> str:
@@ -114,13 +120,18 @@ def load_llm(config: LiveConfig):
 
 class AvatarVoice:
     """Speech in one avatar's voice: the shared TTS engines (a `TTSSelector`), in the configured
-    language or the one detected per sentence, DSP-matched to the avatar's voice profile if any."""
+    language or the one detected per sentence, DSP-matched to the avatar's voice profile if any;
+    or, with a neural voice (`cloned`, e.g. CosyVoice), that engine alone: it already sounds like
+    the avatar and speaks every language it knows."""
 
-    def __init__(self, tts, profile=None, language: str | None = None) -> None:
-        self._tts, self._profile, self._language = tts, profile, language
+    def __init__(self, tts, profile=None, language: str | None = None, cloned=None) -> None:
+        self._tts, self._profile, self._language, self._cloned = tts, profile, language, cloned
 
     def synthesize(self, text: str):
         from voices.language import detect_language
+
+        if self._cloned is not None:
+            return self._cloned.synthesize(text)
 
         engine = self._tts.get(self._language or detect_language(text))
         if self._profile is not None:
@@ -146,6 +157,8 @@ class LiveEngines:
         self.asr = None
         self.tts = None
         self.voice_profile = None
+        self.cloned_voice = None  # the neural TTS of config.tts_choice, in the avatar's voice
+        self._cloned_by_sample: dict[tuple, Any] = {}
         self.llm = None
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -179,11 +192,32 @@ class LiveEngines:
             self.voice_profile = VoiceProfile.load(self.config.voice_profile_path)
         if self.tts is None:
             self.tts = TTSSelector()
+        if self.config.tts_choice.tts != "embedded" and self.cloned_voice is None:
+            self.cloned_voice = self.clone_voice(self.config.voice_sample_path, self.config.voice_text)
         return self
+
+    def clone_voice(self, sample_path: Path | None, text: str = ""):
+        """Blocking: the neural TTS in the voice of `sample_path` (kept per sample: a livestream that
+        switches back to an avatar does not load it again)."""
+        from avatar.engine_choice import cloned_voice_engine
+
+        choice = self.config.tts_choice
+        key = (str(sample_path), text)
+        if key not in self._cloned_by_sample:
+            if sample_path is not None and not text.strip() and choice.clones_voice:
+                from avatar.asr_whisper import transcribe_file
+
+                text = transcribe_file(sample_path).text
+            language = self.config.language or "en"
+            self._cloned_by_sample[key] = cloned_voice_engine(choice, sample_path, text, language)
+        return self._cloned_by_sample[key]
+
+    def voice(self, profile=None, language: str | None = None, cloned=None) -> AvatarVoice:
+        return AvatarVoice(self.tts, profile, language, cloned)
 
     def synthesize(self, text: str):
         """One sentence of reply speech, in the avatar's matched voice when it has a profile."""
-        return AvatarVoice(self.tts, self.voice_profile, self.config.language).synthesize(text)
+        return self.voice(self.voice_profile, self.config.language, self.cloned_voice).synthesize(text)
 
     async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a blocking engine call in a thread, one call at a time per engine."""
@@ -205,3 +239,6 @@ class LiveEngines:
     def close(self) -> None:
         if self.tts is not None:
             self.tts.close()
+        for engine in self._cloned_by_sample.values():
+            engine.close()
+        self._cloned_by_sample.clear()

@@ -3,6 +3,8 @@ every missing piece (voice sample, server, voice id, checkpoint) is one line nam
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -115,3 +117,36 @@ def test_wav2lip_renders_the_video_with_a_checkpoint_from_the_models_folder(tmp_
     (video,), (audio,) = media.of_kind("video"), media.of_kind("audio")
     assert (video.width, video.height) == (204, 256) and video.frame_count == round(video.duration_s * 25)
     assert abs(video.duration_s - audio.duration_s) <= 0.05
+
+
+def test_live_engines_speak_replies_with_the_cloned_voice():
+    from avatar.live_engines import LiveConfig, LiveEngines
+
+    with FakeCosyVoiceServer() as server:
+        config = LiveConfig(
+            Path(PHOTO),
+            tts_choice=EngineChoice(tts="cosyvoice-http", cosyvoice_url=server.url),
+            voice_sample_path=SAMPLE_VOICE,
+            voice_text="This is my voice.",
+        )
+        engines = LiveEngines(config).load_voice()
+        try:
+            speech = engines.synthesize("Hello there.")
+            again = engines.clone_voice(SAMPLE_VOICE, "This is my voice.")
+        finally:
+            engines.close()
+    assert again is engines.cloned_voice  # one engine per voice sample
+    assert [r["fields"]["tts_text"] for r in server.requests] == ["Hello there."]
+    np.testing.assert_allclose(speech.audio.pcm, fake_speech("Hello there.", 24000), atol=1e-4)
+    assert speech.audio.sample_rate_hz == 24000 and speech.text == "Hello there."
+
+
+def test_serve_flags_reach_the_live_config():
+    from avatar.cli import _build_parser, live_config
+
+    flags = ["--tts", "cosyvoice-http", "--cosyvoice-url", "http://127.0.0.1:50000"]
+    flags += ["--voice", str(SAMPLE_VOICE), "--voice-text", "Mine."]
+    args = _build_parser().parse_args(["serve", *flags])
+    config = live_config(args)
+    assert config.tts_choice.tts == "cosyvoice-http" and config.tts_choice.cosyvoice_url.endswith(":50000")
+    assert (config.voice_sample_path, config.voice_text) == (SAMPLE_VOICE, "Mine.")
