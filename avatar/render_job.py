@@ -187,13 +187,13 @@ def speech_from_text(request: RenderRequest, engines: RenderEngines, progress: P
         engine = engines.cloned_voice(request.voice_sample_path, language)
         profile = None
 
-        def synthesize(sentence: str) -> Speech:
-            return engine.synthesize(sentence)
+        def synthesize(sentence: str, emotion: str) -> Speech:
+            return engine.synthesize(sentence, emotion=emotion)
 
     else:
         profile = engines.voice_profile(request.voice_sample_path) if request.voice_sample_path else None
 
-        def synthesize(sentence: str) -> Speech:
+        def synthesize(sentence: str, emotion: str) -> Speech:
             language = request.language or detect_language(sentence)
             return engines.tts(language).synthesize(sentence)
 

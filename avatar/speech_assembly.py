@@ -26,13 +26,16 @@ class AssembledSpeech:
 
 def assemble_speech(
     segments: list[TextSegment],
-    synthesize: Callable[[str], Speech],
+    synthesize: Callable[[str, str], Speech],
     split: Callable[[str], list[str]],
     resample: Callable[[np.ndarray, int, int], np.ndarray],
     transform: Callable[[Speech], Speech] | None = None,
     on_sentence: Callable[[int, int], None] | None = None,
 ) -> AssembledSpeech:
-    """Synthesize every sentence of every segment and join them; `transform` is e.g. voice matching."""
+    """Synthesize every sentence of every segment and join them; `transform` is e.g. voice matching.
+
+    `synthesize(sentence, emotion)` gets the segment's emotion: engines that can speak it (CosyVoice
+    instructions) use it, the others ignore it."""
     sentences = [
         (seg, sentence) for seg in segments for sentence in (split(seg.text) if seg.text.strip() else [])
     ]
@@ -58,7 +61,7 @@ def assemble_speech(
     last_segment: TextSegment | None = None
     span_start_s = 0.0
     for index, (segment, sentence) in enumerate(sentences):
-        speech = synthesize(sentence)
+        speech = synthesize(sentence, segment.emotion)
         if transform is not None:
             speech = transform(speech)
         if rate_hz is None:

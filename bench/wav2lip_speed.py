@@ -6,7 +6,8 @@ Weights are random (speed does not depend on their values), saved and read back 
 checkpoint loader. "network" times batched forward passes on ready tensors; "render" times
 Wav2LipRenderer.render end to end (plan, procedural drawing, mel, crops, network, paste-back) on
 the sample portrait with real speech. Runs on the CPU, and on CUDA in fp16 and fp32 when a GPU is
-visible. Prints one JSON object with the best and median of several timings (best = least disturbed by\nother work on the machine); real-time factor = frames per second / 25.
+visible. Prints one JSON object with the best and median of several timings (best = least disturbed by
+other work on the machine); real-time factor = frames per second / 25.
 """
 
 from __future__ import annotations

@@ -150,3 +150,13 @@ def test_serve_flags_reach_the_live_config():
     config = live_config(args)
     assert config.tts_choice.tts == "cosyvoice-http" and config.tts_choice.cosyvoice_url.endswith(":50000")
     assert (config.voice_sample_path, config.voice_text) == (SAMPLE_VOICE, "Mine.")
+
+
+def test_emotion_tags_reach_the_cloning_engine_as_instructions(tmp_path):
+    with FakeCosyVoiceServer() as server:
+        args = ["render", "--photo", PHOTO, "--size", "256", "-q", "-o", str(tmp_path / "out.mp4")]
+        args += ["--text", "[happy] What a day! [neutral] See you."]
+        args += ["--tts", "cosyvoice-http", "--cosyvoice-url", server.url]
+        assert main([*args, "--voice", str(SAMPLE_VOICE), "--voice-text", "Mine."]) == 0
+    paths = [(r["path"], r["fields"]["tts_text"]) for r in server.requests]
+    assert paths == [("/inference_instruct2", "What a day!"), ("/inference_zero_shot", "See you.")]

@@ -11,7 +11,7 @@ from avatar.types import AudioChunk, PhonemeTiming, Speech, TextSegment
 RATE = 16000
 
 
-def fake_tts(sentence: str) -> Speech:
+def fake_tts(sentence: str, emotion: str = "neutral") -> Speech:
     """0.1 s of audio per word, one phoneme per word spanning it."""
     words = sentence.split()
     pcm = np.full(int(0.1 * RATE) * len(words), 0.5, np.float32)
@@ -54,7 +54,7 @@ def test_offsets_pauses_and_emotion_spans_are_exact():
 def test_pieces_at_other_rates_are_resampled_and_timing_kept():
     calls = []
 
-    def mixed_tts(sentence: str) -> Speech:
+    def mixed_tts(sentence: str, emotion: str = "neutral") -> Speech:
         speech = fake_tts(sentence)
         if sentence.startswith("b"):
             pcm = np.full(int(0.1 * 24000), 0.5, np.float32)
