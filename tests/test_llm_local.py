@@ -11,6 +11,7 @@ import pytest
 
 from avatar.errors import EngineUnavailable
 from avatar.llm_local import TransformersLLM
+from tests.stream_stopping import read_then_stop
 
 CORPUS = [
     "hello there how are you",
@@ -92,26 +93,7 @@ def test_a_reply_streams_as_strings_and_stops_at_max_new_tokens(tiny_model_dir):
 def test_closing_the_stream_stops_generation_and_joins_the_thread(tiny_model_dir, how):
     llm = TransformersLLM(tiny_model_dir, max_new_tokens=3000, temperature=0).load()
 
-    async def main():
-        got = []
-        stream = llm.stream(MESSAGES)
-
-        async def listen():
-            async for piece in stream:
-                got.append(piece)
-                if len(got) == 3 and how == "aclose":
-                    await stream.aclose()
-                    return
-
-        task = asyncio.get_running_loop().create_task(listen())
-        if how == "cancel":
-            while len(got) < 3:
-                await asyncio.sleep(0.001)
-            task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        return got
-
-    got = asyncio.run(main())
+    got = asyncio.run(read_then_stop(llm.stream(MESSAGES), how))
     assert len(got) >= 3
     assert llm.generated_tokens < 3000  # stopped by the flag, not by max_new_tokens
     assert not generation_threads()

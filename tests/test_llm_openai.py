@@ -15,6 +15,7 @@ from avatar.sentence_stream import SentenceStream, SpokenSentence
 from avatar.system_tools import free_port
 from avatar.types import Transcript
 from tests.fake_openai_server import FakeOpenAIServer, ScriptedReply, error_reply
+from tests.stream_stopping import read_then_stop
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello?"}]
 ENV_NAMES = (
@@ -191,24 +192,10 @@ def test_barge_in_closes_the_http_connection(how):
         llm = client(server)
 
         async def main():
-            got = []
-            stream = llm.stream(MESSAGES)
-
-            async def listen():
-                async for piece in stream:
-                    got.append(piece)
-                    if len(got) == 3 and how == "aclose":
-                        await stream.aclose()
-                        return
-
-            task = asyncio.get_running_loop().create_task(listen())
-            if how == "cancel":
-                while len(got) < 3:
-                    await asyncio.sleep(0.005)
-                task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await llm.aclose()
-            return got
+            try:
+                return await read_then_stop(llm.stream(MESSAGES), how, poll_s=0.005)
+            finally:
+                await llm.aclose()
 
         got = asyncio.run(main())
         request = server.chat_requests[0]
