@@ -54,6 +54,7 @@ class BroadcastConfig:
     read_comments_aloud: bool = True
     library_root: Path | None = None
     token: str | None = None
+    heap_trim_interval_s: float = 30.0  # give freed heap back to the system (avatar.heap_trim); 0 = off
 
 
 @dataclass(eq=False)  # identity: kept in a set while connected
@@ -74,6 +75,7 @@ class BroadcastServer:
         self._monitors: set[_Monitor] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._switching = asyncio.Lock()
+        self._heap_trim: asyncio.Task | None = None
 
     # --- set-up -----------------------------------------------------------------------------------
     def app(self):
@@ -136,6 +138,10 @@ class BroadcastServer:
             output.start()
             self.host.add_output(output)
         await self.host.start()
+        if self.config.heap_trim_interval_s > 0:
+            from avatar.heap_trim import trim_heap_forever
+
+            self._heap_trim = asyncio.create_task(trim_heap_forever(self.config.heap_trim_interval_s))
         log.info(
             "on air: %s, outputs: %s",
             live.avatar_name,
@@ -172,6 +178,10 @@ class BroadcastServer:
         return outputs
 
     async def stop(self) -> None:
+        if self._heap_trim is not None:
+            self._heap_trim.cancel()
+            await asyncio.gather(self._heap_trim, return_exceptions=True)
+            self._heap_trim = None
         monitors, self._monitors = list(self._monitors), set()
         await asyncio.gather(*(monitor.pc.close() for monitor in monitors), return_exceptions=True)
         if self.host is not None:
