@@ -238,7 +238,8 @@ def _add_on_air_options(parser: argparse.ArgumentParser, *, default_port: int, l
         choices=("stub", "answerer", "openai", "local"),
         help="stub: instant fixed reply (benchmarks); answerer: offline knowledge-base answers; "
         "openai: any OpenAI-compatible server (Ollama, vLLM, llama.cpp, DashScope, OpenAI); "
-        "local: a transformers chat model folder (default: answerer when there is a knowledge file, else stub)",
+        "local: a transformers chat model folder (default: $AVATAR_LLM, else answerer when there is a "
+        "knowledge file, else stub)",
     )
     parser.add_argument(
         "--llm-url",
@@ -284,8 +285,8 @@ def _add_neural_render_options(parser: argparse.ArgumentParser, *, on_air: bool 
     group.add_argument(
         "--tts",
         choices=TTS_ENGINES,
-        default="embedded",
-        help="embedded: Piper/Mandarin voice, DSP-matched to --voice (default); cosyvoice: zero-shot "
+        default=os.environ.get("AVATAR_TTS", "embedded"),
+        help="embedded: Piper/Mandarin voice, DSP-matched to --voice (default, or $AVATAR_TTS); cosyvoice: zero-shot "
         "cloning of --voice with your CosyVoice checkout; cosyvoice-http: its FastAPI server; "
         "dashscope: Alibaba Cloud's CosyVoice API with an enrolled voice",
     )
@@ -293,8 +294,9 @@ def _add_neural_render_options(parser: argparse.ArgumentParser, *, on_air: bool 
         group.add_argument(
             "--lipsync",
             choices=LIPSYNC_ENGINES,
-            default="procedural",
-            help="procedural: embedded (default); wav2lip / wav2lip_gan: the Wav2Lip network draws the mouth",
+            default=os.environ.get("AVATAR_LIPSYNC", "procedural"),
+            help="procedural: embedded (default, or $AVATAR_LIPSYNC); wav2lip / wav2lip_gan: the Wav2Lip "
+            "network draws the mouth",
         )
     group.add_argument("--voice-text", help="what the --voice recording says (cloning; default: transcribed)")
     group.add_argument("--cosyvoice-version", type=int, choices=(2, 3), default=2)
@@ -347,8 +349,8 @@ def _add_asr_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--asr",
         choices=("whisper", "sensevoice"),
-        default="whisper",
-        help="whisper: embedded, offline (default); sensevoice: SenseVoiceSmall via funasr, also hears the "
+        default=os.environ.get("AVATAR_ASR", "whisper"),
+        help="whisper: embedded, offline (default, or $AVATAR_ASR); sensevoice: SenseVoiceSmall via funasr, also hears the "
         "speaker's emotion and audio events (needs pip install '.[asr]' and `avatar models download sensevoice`)",
     )
     parser.add_argument(
@@ -657,7 +659,7 @@ def live_config(args: argparse.Namespace):
         photo_path=photo,
         size_px=args.size,
         face_index=face,
-        llm=args.llm or ("answerer" if knowledge else "stub"),
+        llm=args.llm or os.environ.get("AVATAR_LLM") or ("answerer" if knowledge else "stub"),
         knowledge_paths=tuple(knowledge),
         persona_name=persona_name,
         language=language,

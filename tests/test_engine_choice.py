@@ -160,3 +160,21 @@ def test_emotion_tags_reach_the_cloning_engine_as_instructions(tmp_path):
         assert main([*args, "--voice", str(SAMPLE_VOICE), "--voice-text", "Mine."]) == 0
     paths = [(r["path"], r["fields"]["tts_text"]) for r in server.requests]
     assert paths == [("/inference_instruct2", "What a day!"), ("/inference_zero_shot", "See you.")]
+
+
+def test_engines_can_be_chosen_in_the_environment(monkeypatch):
+    from avatar.cli import _build_parser, live_config
+
+    monkeypatch.setenv("AVATAR_TTS", "cosyvoice-http")
+    monkeypatch.setenv("AVATAR_LIPSYNC", "wav2lip_gan")
+    monkeypatch.setenv("AVATAR_ASR", "sensevoice")
+    monkeypatch.setenv("AVATAR_LLM", "openai")
+    render_args = _build_parser().parse_args(["render", "--photo", PHOTO, "--text", "Hi"])
+    assert (render_args.tts, render_args.lipsync) == ("cosyvoice-http", "wav2lip_gan")
+    config = live_config(_build_parser().parse_args(["serve"]))
+    assert (config.asr, config.llm, config.tts_choice.tts) == ("sensevoice", "openai", "cosyvoice-http")
+    # a flag still wins over the environment
+    assert (
+        _build_parser().parse_args(["render", "--photo", PHOTO, "--text", "Hi", "--tts", "embedded"]).tts
+        == "embedded"
+    )
