@@ -563,6 +563,9 @@ def _cmd_live(args: argparse.Namespace) -> int:
     from avatar.broadcast_server import BroadcastConfig, BroadcastServer, load_engines
 
     _require_live_extra("the livestream host")
+    from avatar.heap_trim import limit_malloc_arenas
+
+    limit_malloc_arenas()  # an always-on process: keep glibc's freed memory from ratcheting up
     # bad URLs and scripts fail here, before the slow loads
     from avatar.stream_output import check_segment_length, check_target
 

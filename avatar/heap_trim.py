@@ -18,6 +18,8 @@ import logging
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 30.0
+M_ARENA_MAX = -8  # glibc mallopt parameter (malloc.h)
+LIVESTREAM_ARENAS = 2
 
 
 def load_malloc_trim():
@@ -31,6 +33,24 @@ def load_malloc_trim():
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim
+
+
+def limit_malloc_arenas(count: int = LIVESTREAM_ARENAS) -> bool:
+    """Cap glibc's malloc arenas (as MALLOC_ARENA_MAX does), before the worker threads start.
+
+    By default glibc gives busy threads their own arenas, up to 8 per core, and each keeps its own
+    high-water mark of freed memory; a stream's many short-lived worker threads ratchet those up.
+    Two arenas are plenty for a process that uses a fifth of a core. Returns False where the C
+    library has no mallopt (nothing changes then)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt(M_ARENA_MAX, count) == 1
 
 
 async def trim_heap_forever(interval_s: float = DEFAULT_INTERVAL_S, trim=None) -> None:

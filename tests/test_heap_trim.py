@@ -36,3 +36,12 @@ def test_without_malloc_trim_it_returns_at_once(monkeypatch):
 
     monkeypatch.setattr(heap_trim, "load_malloc_trim", lambda: None)
     asyncio.run(asyncio.wait_for(trim_heap_forever(0.01), timeout=1.0))
+
+
+def test_arena_limit_is_accepted_by_glibc():
+    import subprocess
+    import sys
+
+    # in a child: the limit is process-wide and must not change the test process
+    code = "from avatar.heap_trim import limit_malloc_arenas as f; raise SystemExit(0 if f(2) else 1)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
