@@ -90,6 +90,11 @@ class SenseVoiceASR:
                 raise EngineUnavailable(
                     f"SenseVoice needs the Python package {module!r}, which is not installed", INSTALL_COMMAND
                 )
+        if not any(importlib_util.find_spec(m) for m in ("kaldi_native_fbank", "torchaudio")):
+            raise EngineUnavailable(
+                "SenseVoice's features need kaldi-native-fbank (or torchaudio), which is not installed",
+                INSTALL_COMMAND,
+            )
         check_model_dir(self.model_dir)
         import torch
 

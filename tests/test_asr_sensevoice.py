@@ -216,6 +216,19 @@ def test_missing_funasr_names_the_extra(random_dir, monkeypatch):
     assert caught.value.hint == INSTALL_COMMAND
 
 
+def test_missing_fbank_backend_names_the_extra(random_dir, monkeypatch):
+    real_find_spec = asr_sensevoice.importlib_util.find_spec
+    absent = ("kaldi_native_fbank", "torchaudio")
+    monkeypatch.setattr(
+        asr_sensevoice.importlib_util,
+        "find_spec",
+        lambda name, *args: None if name in absent else real_find_spec(name, *args),
+    )
+    with pytest.raises(EngineUnavailable, match="kaldi-native-fbank") as caught:
+        SenseVoiceASR(random_dir).load()
+    assert caught.value.hint == INSTALL_COMMAND
+
+
 def test_cuda_without_a_gpu_is_refused(random_dir):
     import torch
 
