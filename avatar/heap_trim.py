@@ -22,17 +22,22 @@ M_ARENA_MAX = -8  # glibc mallopt parameter (malloc.h)
 LIVESTREAM_ARENAS = 2
 
 
-def load_malloc_trim():
-    """glibc's malloc_trim, or None where the C library has none."""
-    name = ctypes.util.find_library("c")
-    if name is None:
+def _libc_function(name: str, argtypes: list, restype):
+    """A function of the C library, or None where it has none (musl, macOS)."""
+    library = ctypes.util.find_library("c")
+    if library is None:
         return None
     try:
-        trim = ctypes.CDLL(name).malloc_trim
+        function = getattr(ctypes.CDLL(library), name)
     except (OSError, AttributeError):
         return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
+    function.argtypes, function.restype = argtypes, restype
+    return function
+
+
+def load_malloc_trim():
+    """glibc's malloc_trim, or None where the C library has none."""
+    return _libc_function("malloc_trim", [ctypes.c_size_t], ctypes.c_int)
 
 
 def limit_malloc_arenas(count: int = LIVESTREAM_ARENAS) -> bool:
@@ -42,15 +47,8 @@ def limit_malloc_arenas(count: int = LIVESTREAM_ARENAS) -> bool:
     high-water mark of freed memory; a stream's many short-lived worker threads ratchet those up.
     Two arenas are plenty for a process that uses a fifth of a core. Returns False where the C
     library has no mallopt (nothing changes then)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt(M_ARENA_MAX, count) == 1
+    mallopt = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int], ctypes.c_int)
+    return mallopt is not None and mallopt(M_ARENA_MAX, count) == 1
 
 
 async def trim_heap_forever(interval_s: float = DEFAULT_INTERVAL_S, trim=None) -> None:
