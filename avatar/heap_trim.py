@@ -1,11 +1,13 @@
-"""Give freed heap memory back to the system, periodically, in processes that run for hours.
+"""Keep a process that runs for hours from growing through allocator retention.
 
-A livestream frees and reallocates frame and audio buffers from several threads all day. glibc's
-allocator keeps much of that freed memory in its per-thread arenas, so resident memory creeps up
-(~90 MB/h in our 20-minute soak) although Python's own allocations stay flat (tracemalloc: 159-169
-MB for 15 minutes). `malloc_trim(0)` returns the free pages; with it every 30 s the same soak's
-RSS stayed within 3 MB over its last ten minutes (docs/measurements/livestream.md). On systems
-without glibc (musl, macOS) this does nothing.
+A livestream frees and reallocates frame and audio buffers from many worker threads all day.
+glibc gives busy threads their own malloc arenas and keeps freed memory in each, so resident
+memory crept up (~90 MB/h in a 20-minute soak) although Python's own allocations stayed flat
+(tracemalloc: 159-169 MB over 15 minutes). Two measures, both needed in our soaks: cap the arenas
+before the threads start (`limit_malloc_arenas`), and return free pages every 30 s
+(`trim_heap_forever`, glibc `malloc_trim(0)`). With both, a 30-minute soak oscillated within
+646-706 MB after warm-up with no clear trend (docs/measurements/livestream.md). Without glibc
+(musl, macOS) both do nothing.
 """
 
 from __future__ import annotations
