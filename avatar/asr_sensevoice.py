@@ -40,6 +40,7 @@ import numpy as np
 
 from avatar.audio_io import SILENCE_PEAK_DBFS, resample
 from avatar.errors import EngineUnavailable, InputError
+from avatar.model_registry import get_spec
 from avatar.sensevoice_tags import SenseVoiceTags, parse_sensevoice
 from avatar.types import AudioChunk, Transcript
 
@@ -49,15 +50,11 @@ SENSEVOICE_SAMPLE_RATE_HZ = 16000
 SENSEVOICE_LANGUAGES = ("auto", "zh", "en", "yue", "ja", "ko", "nospeech")
 DOWNLOAD_COMMAND = "avatar models download sensevoice"
 INSTALL_COMMAND = "pip install '.[asr]'"
-# Files of the public checkpoint (Hugging Face FunAudioLLM/SenseVoiceSmall, ModelScope
-# iic/SenseVoiceSmall): three fixed names, then the CMVN and tokenizer files its configuration.json
-# points at.
-MODEL_FILES = (
-    "config.yaml",
-    "configuration.json",
-    "model.pt",
-    "am.mvn",
-    "chn_jpn_yue_eng_ko_spectok.bpe.model",
+# Files of the public checkpoint, as the model registry lists them: three names funasr itself
+# opens, then the CMVN and tokenizer files that the folder's configuration.json points at.
+FIXED_FILES = ("config.yaml", "configuration.json", "model.pt")
+MODEL_FILES = FIXED_FILES + tuple(
+    entry.relative_path for entry in get_spec("sensevoice").files if entry.relative_path not in FIXED_FILES
 )
 MIN_AUDIO_S = 0.025  # one 25 ms analysis frame
 
@@ -178,8 +175,10 @@ def check_model_dir(model_dir: Path) -> None:
     # configuration.json says which tokenizer and CMVN files funasr will open; without it, the
     # public names are expected (and configuration.json itself is reported missing).
     metas_path = model_dir / "configuration.json"
-    referenced = _referenced_files(metas_path) if metas_path.is_file() else list(MODEL_FILES[3:])
-    wanted = list(dict.fromkeys([*MODEL_FILES[:3], *referenced]))
+    referenced = (
+        _referenced_files(metas_path) if metas_path.is_file() else list(MODEL_FILES[len(FIXED_FILES) :])
+    )
+    wanted = list(dict.fromkeys([*FIXED_FILES, *referenced]))
     missing = [name for name in wanted if not (model_dir / name).is_file()]
     if missing:
         raise EngineUnavailable(

@@ -454,6 +454,7 @@ def _progress_bar(quiet: bool):
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
+    from avatar.engine_choice import CLONING_ENGINES
     from avatar.render_job import RenderEngines, render_video
     from avatar.render_request import RenderRequest
 
@@ -466,7 +467,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         photo = record.photo_path
         if voice is None and args.audio is None:  # a recording is lip-synced as it is
             # cloning needs the recording itself and what it says; DSP matching its profile
-            cloning = args.tts in ("cosyvoice", "cosyvoice-http")
+            cloning = args.tts in CLONING_ENGINES
             voice = record.voice_sample_path if cloning else record.voice_profile_path
             voice_text = record.settings.voice_transcript if cloning else None
         language = language or record.settings.language
@@ -643,7 +644,7 @@ def live_config(args: argparse.Namespace):
     photo, face, language = args.photo or DEFAULT_SERVE_PHOTO, args.face, args.lang
     persona_name, persona_prompt, voice_profile, label = args.persona or "Mona", "", None, None
     knowledge = list(args.knowledge)
-    sample, sample_text = args.voice, args.voice_text or ""
+    sample, sample_text = args.voice, None
     if args.avatar is not None:
         from avatar.avatar_library import AvatarLibrary
 
@@ -651,7 +652,7 @@ def live_config(args: argparse.Namespace):
         settings = record.settings
         photo, voice_profile, persona_prompt = record.photo_path, record.voice_profile_path, settings.persona
         if sample is None:
-            sample, sample_text = record.voice_sample_path, sample_text or settings.voice_transcript
+            sample, sample_text = record.voice_sample_path, settings.voice_transcript
         face = face if face is not None else settings.face_index
         language = language or settings.language
         persona_name = args.persona or settings.name
@@ -674,9 +675,8 @@ def live_config(args: argparse.Namespace):
         llm_model_dir=args.llm_model_dir,
         asr=getattr(args, "asr", "whisper"),
         asr_model_dir=getattr(args, "asr_model_dir", None),
-        tts_choice=engine_choice(args),
+        tts_choice=engine_choice(args, sample_text),  # --voice-text wins over the avatar's transcript
         voice_sample_path=sample,
-        voice_text=sample_text,
     )
 
 

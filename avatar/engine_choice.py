@@ -9,6 +9,7 @@ missing piece is one `InputError`/`EngineUnavailable` line before any slow work 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +56,17 @@ class EngineChoice:
         return self.tts in CLONING_ENGINES
 
 
-def cloned_voice_engine(choice: EngineChoice, sample_path: Path | None, sample_text: str, language: str):
-    """The neural TTS for `choice.tts`, speaking in the voice of `sample_path` (blocking: loads)."""
+def cloned_voice_engine(
+    choice: EngineChoice,
+    sample_path: Path | None,
+    sample_text: str,
+    language: str,
+    transcribe: Callable[[Path], str] | None = None,
+):
+    """The neural TTS for `choice.tts`, speaking in the voice of `sample_path` (blocking: loads).
+
+    CosyVoice needs to know what the sample says: `sample_text`, else `transcribe(sample_path)`
+    (default: the embedded Whisper; a caller with a loaded Whisper passes its own)."""
     if choice.tts == "dashscope":
         from voices.cosyvoice_dashscope import DashScopeCosyVoiceTTS
 
@@ -71,6 +81,14 @@ def cloned_voice_engine(choice: EngineChoice, sample_path: Path | None, sample_t
             f"--tts {choice.tts} clones from a recording, not a saved voice profile ({Path(sample_path).name})",
             "pass the voice recording itself (WAV/MP3) with --voice",
         )
+    if not sample_text.strip():
+        if transcribe is None:
+            from avatar.asr_whisper import transcribe_file
+
+            def transcribe(path: Path) -> str:
+                return transcribe_file(path).text
+
+        sample_text = transcribe(sample_path)
     if choice.tts == "cosyvoice-http":
         from voices.cosyvoice_http import CosyVoiceHTTPTTS
 

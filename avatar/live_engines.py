@@ -58,10 +58,9 @@ class LiveConfig:
     asr: str = "whisper"  # or "sensevoice": also hears the speaker's emotion and audio events
     asr_model_dir: Path | None = None  # --asr sensevoice: default the registry's folder
     # --tts cosyvoice / cosyvoice-http / dashscope: the neural voice, cloned from voice_sample_path
-    # (a recording) and what it says (voice_text; "" = Whisper's transcript of it)
+    # (a recording) and what it says (tts_choice.voice_text; None = Whisper's transcript of it)
     tts_choice: EngineChoice = field(default_factory=EngineChoice)
     voice_sample_path: Path | None = None
-    voice_text: str = ""
 
     @property
     def avatar_name(self) -> str:
@@ -193,7 +192,8 @@ class LiveEngines:
         if self.tts is None:
             self.tts = TTSSelector()
         if self.config.tts_choice.tts != "embedded" and self.cloned_voice is None:
-            self.cloned_voice = self.clone_voice(self.config.voice_sample_path, self.config.voice_text)
+            choice = self.config.tts_choice
+            self.cloned_voice = self.clone_voice(self.config.voice_sample_path, choice.voice_text or "")
         return self
 
     def clone_voice(self, sample_path: Path | None, text: str = ""):
@@ -201,15 +201,12 @@ class LiveEngines:
         switches back to an avatar does not load it again)."""
         from avatar.engine_choice import cloned_voice_engine
 
-        choice = self.config.tts_choice
         key = (str(sample_path), text)
         if key not in self._cloned_by_sample:
-            if sample_path is not None and not text.strip() and choice.clones_voice:
-                from avatar.asr_whisper import transcribe_file
-
-                text = transcribe_file(sample_path).text
             language = self.config.language or "en"
-            self._cloned_by_sample[key] = cloned_voice_engine(choice, sample_path, text, language)
+            self._cloned_by_sample[key] = cloned_voice_engine(
+                self.config.tts_choice, sample_path, text, language
+            )
         return self._cloned_by_sample[key]
 
     def voice(self, profile=None, language: str | None = None, cloned=None) -> AvatarVoice:

@@ -76,14 +76,15 @@ class RenderEngines:
         the sample says: --voice-text, else Whisper's transcript of it)."""
         key = (_file_identity(sample_path) if sample_path is not None else None, language)
         if key not in self._cloned:
+            from avatar.audio_io import load_audio
             from avatar.engine_choice import cloned_voice_engine
 
-            text = self.choice.voice_text or ""
-            if sample_path is not None and not text.strip() and self.choice.clones_voice:
-                from avatar.audio_io import load_audio
+            def transcribe(path: Path) -> str:  # the Whisper this process has loaded anyway
+                return self.asr().transcribe(load_audio(path, sample_rate_hz=16000)).text
 
-                text = self.asr().transcribe(load_audio(sample_path, sample_rate_hz=16000)).text
-            self._cloned[key] = cloned_voice_engine(self.choice, sample_path, text, language)
+            self._cloned[key] = cloned_voice_engine(
+                self.choice, sample_path, self.choice.voice_text or "", language, transcribe
+            )
         return self._cloned[key]
 
     def voice_profile(self, sample_path: Path):

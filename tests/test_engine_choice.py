@@ -125,9 +125,10 @@ def test_live_engines_speak_replies_with_the_cloned_voice():
     with FakeCosyVoiceServer() as server:
         config = LiveConfig(
             Path(PHOTO),
-            tts_choice=EngineChoice(tts="cosyvoice-http", cosyvoice_url=server.url),
+            tts_choice=EngineChoice(
+                tts="cosyvoice-http", cosyvoice_url=server.url, voice_text="This is my voice."
+            ),
             voice_sample_path=SAMPLE_VOICE,
-            voice_text="This is my voice.",
         )
         engines = LiveEngines(config).load_voice()
         try:
@@ -149,7 +150,7 @@ def test_serve_flags_reach_the_live_config():
     args = _build_parser().parse_args(["serve", *flags])
     config = live_config(args)
     assert config.tts_choice.tts == "cosyvoice-http" and config.tts_choice.cosyvoice_url.endswith(":50000")
-    assert (config.voice_sample_path, config.voice_text) == (SAMPLE_VOICE, "Mine.")
+    assert (config.voice_sample_path, config.tts_choice.voice_text) == (SAMPLE_VOICE, "Mine.")
 
 
 def test_emotion_tags_reach_the_cloning_engine_as_instructions(tmp_path):
@@ -178,3 +179,21 @@ def test_engines_can_be_chosen_in_the_environment(monkeypatch):
         _build_parser().parse_args(["render", "--photo", PHOTO, "--text", "Hi", "--tts", "embedded"]).tts
         == "embedded"
     )
+
+
+def test_a_sample_without_its_text_is_transcribed_once_for_cloning():
+    from avatar.engine_choice import cloned_voice_engine
+
+    heard = []
+
+    def transcribe(path):
+        heard.append(path)
+        return "What the sample says."
+
+    with FakeCosyVoiceServer() as server:
+        choice = EngineChoice(tts="cosyvoice-http", cosyvoice_url=server.url)
+        engine = cloned_voice_engine(choice, SAMPLE_VOICE, "", "en", transcribe)
+        engine.synthesize("Hello there.")
+        engine.close()
+    assert heard == [SAMPLE_VOICE]
+    assert server.requests[0]["fields"]["prompt_text"] == "What the sample says."
