@@ -20,6 +20,20 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def spy_on_voice_matching(monkeypatch) -> list:
+    """The profiles that voice matching is called with, in order (matching still runs)."""
+    import voices.voice_match
+
+    profiles = []
+    real = voices.voice_match.match_voice
+    monkeypatch.setattr(
+        voices.voice_match,
+        "match_voice",
+        lambda speech, profile, **kw: profiles.append(profile) or real(speech, profile, **kw),
+    )
+    return profiles
+
+
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     """A library made by `avatar library create` with a voice sample that Whisper transcribes."""
@@ -110,16 +124,9 @@ def test_bad_input_is_one_line_with_exit_code_2(capsys, tmp_path):
 
 
 def test_render_with_avatar_uses_its_photo_and_voice(capsys, tmp_path, made, monkeypatch):
-    import voices.voice_match
     from avatar.media_probe import probe_media
 
-    profiles = []
-    real = voices.voice_match.match_voice
-    monkeypatch.setattr(
-        voices.voice_match,
-        "match_voice",
-        lambda speech, profile, **kw: profiles.append(profile) or real(speech, profile, **kw),
-    )
+    profiles = spy_on_voice_matching(monkeypatch)
     monkeypatch.setenv("AVATAR_CACHE_DIR", str(tmp_path / "cache"))
     out_mp4 = tmp_path / "hello.mp4"
     code, out, err = run(
@@ -178,7 +185,6 @@ def test_serve_without_avatar_keeps_its_defaults(capsys):
 
 def test_live_engines_speak_in_the_avatar_voice(made, monkeypatch):
     """The served avatar's replies go through voice matching toward its saved profile."""
-    import voices.voice_match
     from avatar.live_engines import LiveEngines
     from voices.voice_profile import VoiceProfile
 
@@ -186,13 +192,7 @@ def test_live_engines_speak_in_the_avatar_voice(made, monkeypatch):
     engines = LiveEngines(_serve_config("--avatar", "mona-lisa", "--library", str(made))).load_voice()
     try:
         assert engines.voice_profile == VoiceProfile.load(record.voice_profile_path)
-        profiles = []
-        real = voices.voice_match.match_voice
-        monkeypatch.setattr(
-            voices.voice_match,
-            "match_voice",
-            lambda speech, profile, **kw: profiles.append(profile) or real(speech, profile, **kw),
-        )
+        profiles = spy_on_voice_matching(monkeypatch)
         speech = engines.synthesize("Good morning, how can I help?")
         assert profiles == [engines.voice_profile]
         assert speech.audio.duration_s > 1.0 and speech.text == "Good morning, how can I help?"
