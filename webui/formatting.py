@@ -152,10 +152,11 @@ def render_summary(result) -> str:
 
 
 def engine_state(status) -> str:
-    """Short status cell: available, missing (embedded, fixable by installing), or not built (neural)."""
+    """Short status cell: available, missing (embedded, fixable by installing), or not set up (a neural
+    engine without its weights, a service without its server or key)."""
     if status.available:
         return f"✓ {status.kind}"
-    return "✗ not built" if status.kind == "neural" else "✗ missing"
+    return "✗ missing" if status.kind == "embedded" else "✗ not set up"
 
 
 def engines_table(statuses: Iterable) -> str:

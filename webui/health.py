@@ -5,8 +5,8 @@ Piper, the Mandarin worker); the console only needs to say what is there. Each p
 package with `importlib.util.find_spec` (no import) and for the weight files it ships, so the whole
 report takes milliseconds and never downloads or starts anything.
 
-The neural engines (SenseVoice, CosyVoice, Wav2Lip) are listed honestly as not built yet: this
-toolkit has no integration for them, whatever is installed.
+The neural engines and services come from `avatar.model_registry`, the same table that
+`avatar models` prints, so the console and the CLI never disagree about what can run.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from importlib import util as importlib_util
 from pathlib import Path
 
-MODEL_DIR_ENV = "AVATAR_MODEL_DIR"
+from avatar.model_registry import MODELS_DIR_ENV
+
+MODEL_DIR_ENV = MODELS_DIR_ENV  # the folder avatar.model_registry.models_root reads
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class EngineStatus:
     key: str  # stable id, e.g. "piper"
     name: str  # shown in the page, e.g. "Piper English voice (joe, medium)"
     role: str  # "speech", "lip-sync", "speech recognition", ...
-    kind: str  # "embedded" or "neural"
+    kind: str  # "embedded", "neural" (weights you fetch) or "service" (a server or API you point at)
     available: bool
     detail: str  # where it was found, or what is missing and how to get it
 
@@ -168,35 +170,24 @@ def probe_webrtc() -> EngineStatus:
     return EngineStatus("webrtc", "WebRTC live server", "live: transport", "embedded", available, detail)
 
 
-# What each neural engine would need once it is built; shown so nobody hunts for a missing switch.
-NEURAL_ENGINES: tuple[tuple[str, str, str, str], ...] = (
-    (
-        "sensevoice",
-        "SenseVoice",
-        "speech recognition",
-        "funasr + torch ('.[asr]') and the SenseVoiceSmall weights in the model folder",
-    ),
-    (
-        "cosyvoice",
-        "CosyVoice",
-        "voice cloning",
-        "a CosyVoice 2 checkout or server and its weights in the model folder",
-    ),
-    (
-        "wav2lip",
-        "Wav2Lip",
-        "lip-sync",
-        "torch + face-alignment ('.[lipsync-neural]') and a Wav2Lip checkpoint in the model folder",
-    ),
-)
+def probe_neural(root: Path | None = None) -> list[EngineStatus]:
+    """The registry's neural engines and services: whether each can run here, else the first thing
+    missing and the fix (`avatar models` says the same)."""
+    from avatar.model_registry import check_engine, engine_names, get_spec
 
-
-def probe_neural() -> list[EngineStatus]:
-    """Always unavailable: the integrations do not exist in this build (an open issue)."""
-    return [
-        EngineStatus(key, name, role, "neural", False, f"not built yet in this toolkit; will need {needs}")
-        for key, name, role, needs in NEURAL_ENGINES
-    ]
+    statuses = []
+    for name in engine_names():
+        spec = get_spec(name)
+        if spec.tier == "embedded":
+            continue  # probed above, with the files their wheels ship
+        status = check_engine(name, root)
+        detail = (
+            f"ready ({spec.how_to_enable})"
+            if status.available
+            else f"missing {status.missing[0]}: {status.fix}"
+        )
+        statuses.append(EngineStatus(name, spec.description, spec.stage, spec.tier, status.available, detail))
+    return statuses
 
 
 def probe_engines() -> list[EngineStatus]:
@@ -215,11 +206,12 @@ def probe_engines() -> list[EngineStatus]:
 
 
 def model_dir() -> tuple[str, str]:
-    """(shown path, note) for `AVATAR_MODEL_DIR`: display only, the console never writes there."""
-    value = os.environ.get(MODEL_DIR_ENV, "").strip()
-    if not value:
-        return "(not set)", f"set {MODEL_DIR_ENV} to the folder that will hold neural engine weights"
-    path = Path(value).expanduser()
+    """(shown path, note) for the models folder: display only, the console never writes there."""
+    from avatar.model_registry import models_root
+
+    path = models_root()
+    if not os.environ.get(MODEL_DIR_ENV, "").strip():
+        return str(path), f"the default; set {MODEL_DIR_ENV} to use another folder"
     if not path.exists():
         return str(path), "does not exist"
     if not path.is_dir():
