@@ -29,7 +29,7 @@ from machine_info import describe_machine  # bench/ is on sys.path when a bench 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from avatar.offline_answerer import OfflineAnswerer  # noqa: E402
+from avatar.llm.answerer import OfflineAnswerer  # noqa: E402
 
 KNOWLEDGE = ROOT / "assets" / "knowledge" / "shop_faq.md"
 EVAL_SET = ROOT / "tests" / "data" / "answerer_eval.jsonl"

@@ -32,11 +32,12 @@ def crop_face(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 def main() -> int:
     import cv2
 
-    from avatar.media_probe import read_video_frames
-    from avatar.render_job import RenderEngines, render_video
-    from avatar.render_request import EMOTIONS, RenderRequest
+    from avatar.core.types import EMOTIONS
+    from avatar.render.job import RenderEngines, render_video
+    from avatar.render.request import RenderRequest
     from lipsync.face_landmarker import FaceLandmarker
-    from lipsync.measure import measure_frames
+    from tests.support.lipsync_measure import measure_frames
+    from tests.support.media_probe import read_video_frames
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -23,14 +23,14 @@ CLIPS = ("grid_lrwp9a.mp4", "grid_swiz3n.mp4")
 
 
 def main() -> int:
-    from avatar.asr_whisper import WhisperASR
-    from avatar.media_probe import read_audio, read_video_frames
-    from avatar.types import Speech
+    from avatar.asr.whisper import WhisperASR
+    from avatar.core.types import Speech
     from lipsync.avatar_assets import AvatarAssets
     from lipsync.face_landmarker import FaceLandmarker
-    from lipsync.measure import best_lag_correlation, measure_frames
     from lipsync.procedural_renderer import ProceduralRenderer
     from lipsync.recorded_phonemes import RecordedPhonemizer
+    from tests.support.lipsync_measure import best_lag_correlation, measure_frames
+    from tests.support.media_probe import read_audio, read_video_frames
 
     if not EVAL.is_dir():
         print(f"evaluation clips not found in {EVAL}")

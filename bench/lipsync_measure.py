@@ -37,11 +37,11 @@ PHOTOS = [
 
 
 def main() -> int:
-    from avatar.media_probe import read_audio, read_video_frames
-    from avatar.render_job import RenderEngines, render_video
-    from avatar.render_request import RenderRequest
+    from avatar.render.job import RenderEngines, render_video
+    from avatar.render.request import RenderRequest
     from lipsync.face_landmarker import FaceLandmarker
-    from lipsync.measure import best_lag_correlation, measure_frames, rms_envelope, smile_score
+    from tests.support.lipsync_measure import best_lag_correlation, measure_frames, rms_envelope, smile_score
+    from tests.support.media_probe import read_audio, read_video_frames
 
     engines = RenderEngines()
     photo = ROOT / "assets" / "sample_portrait.jpg"

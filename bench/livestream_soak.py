@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.local_rtmp_server import LocalRtmpServer
-from avatar.system_tools import free_port, stop_process
+from avatar.core.system_tools import free_port, stop_process
 from bench.live_latency import wait_for_health
 from bench.machine_info import describe_machine
+from tests.support.local_rtmp_server import LocalRtmpServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_EVERY_S = 10.0

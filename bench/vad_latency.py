@@ -64,7 +64,7 @@ def speech_bounds_by_energy(pcm: np.ndarray, sample_rate_hz: int) -> tuple[float
 
 def stream_through_vad(vad, pcm: np.ndarray, sample_rate_hz: int, chunk_samples: int) -> tuple[list, float]:
     """Feed `pcm` chunk by chunk as a live source would; return the events and the compute seconds."""
-    from avatar.types import AudioChunk
+    from avatar.core.types import AudioChunk
 
     vad.reset()
     events = []
@@ -82,7 +82,7 @@ def padded(pcm: np.ndarray, sample_rate_hz: int, before_s: float, after_s: float
 
 
 def measure_clip(vad, path: Path, args) -> dict:
-    from avatar.audio_io import load_audio
+    from avatar.core.audio_io import load_audio
 
     pcm = load_audio(path, 16000).pcm
     onset_s, end_s = speech_bounds_by_energy(pcm, 16000)
@@ -106,7 +106,7 @@ def measure_clip(vad, path: Path, args) -> dict:
 
 def resampled_rtf(vad, path: Path, sample_rate_hz: int, chunk_ms: float) -> float:
     """Compute per audio second when the input arrives at another rate (WebRTC mics: 48 kHz)."""
-    from avatar.audio_io import load_audio
+    from avatar.core.audio_io import load_audio
 
     pcm = load_audio(path, sample_rate_hz).pcm
     _, compute_s = stream_through_vad(vad, pcm, sample_rate_hz, round(chunk_ms * sample_rate_hz / 1000))
@@ -125,7 +125,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "bench"))
     from machine_info import describe_machine
 
-    from avatar.vad_silero import SileroVAD
+    from avatar.turns.vad_silero import SileroVAD
 
     if not SPEECH_DIR.is_dir():
         print(f"eval speech not found at {SPEECH_DIR}", file=sys.stderr)
@@ -169,7 +169,7 @@ def main() -> int:
 
 
 def measure_clip_non_speech(vad, path: Path, args) -> tuple[int, float, float, float]:
-    from avatar.audio_io import load_audio
+    from avatar.core.audio_io import load_audio
 
     pcm = load_audio(path, 16000).pcm
     stream = padded(pcm, 16000, args.pad_before_s, args.pad_after_s)

@@ -1,7 +1,7 @@
 """Does DSP voice matching make Piper sound like the reference speaker, and stay intelligible?
 
 For each reference recording in /work/shared/eval/speech (or --speech-dir) a VoiceProfile is
-built; English sentences from `voices.intelligibility` are synthesized with Piper (joe, male)
+built; English sentences from `tests.support.intelligibility` are synthesized with Piper (joe, male)
 and matched toward it. Speaker similarity (Resemblyzer cosine, reference vs output) is reported
 for the raw Piper output, for a WORLD resynthesis with nothing changed (the vocoder control),
 and for the matched output; intelligibility is WER from Whisper base; speed is the matching
@@ -26,7 +26,7 @@ from machine_info import cpu_model  # bench/ is on sys.path when a bench runs as
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avatar.text_metrics import corpus_error_rate
+from tests.support.text_metrics import corpus_error_rate
 
 DEFAULT_SPEECH_DIR = Path("/work/shared/eval/speech")
 REFERENCES = (
@@ -59,11 +59,11 @@ def main() -> int:
     parser.add_argument("--output", type=Path, help="also write the report to this file")
     args = parser.parse_args()
 
-    from avatar.asr_whisper import WhisperASR
-    from avatar.audio_io import load_audio
-    from voices.intelligibility import ENGLISH_SENTENCES
+    from avatar.asr.whisper import WhisperASR
+    from avatar.core.audio_io import load_audio
+    from tests.support.intelligibility import ENGLISH_SENTENCES
+    from tests.support.speaker_similarity import SpeakerSimilarity, cosine
     from voices.piper_tts import PiperTTS
-    from voices.speaker_similarity import SpeakerSimilarity, cosine
     from voices.voice_match import match_voice_with_plan, resynthesize_unchanged
     from voices.voice_profile import build_voice_profile
 
@@ -125,7 +125,7 @@ def render_report(results, wer_unmatched: float, rtf: float, audio_s: float, arg
         "",
         f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, no GPU; Python {platform.python_version()}",
         f"- Source voice: Piper en_US-joe-medium (male, 22.05 kHz), {args.sentences} sentences from "
-        f"`voices.intelligibility.ENGLISH_SENTENCES`, {audio_s:.1f} s of audio",
+        f"`tests.support.intelligibility.ENGLISH_SENTENCES`, {audio_s:.1f} s of audio",
         "- Matching: `voices.voice_match.match_voice` (DIO+StoneMask F0, CheapTrick, D4C, 5 ms frames at "
         f"22.05 kHz); strength {args.strength}. This is signal processing, not neural cloning.",
         "- Similarity: Resemblyzer (GE2E d-vector) cosine between the whole reference recording and each "

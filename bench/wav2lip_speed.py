@@ -94,8 +94,8 @@ def main() -> int:
     import torch
     from machine_info import describe_machine
 
-    from avatar.audio_io import load_audio
-    from avatar.types import AudioChunk, Speech
+    from avatar.core.audio_io import load_audio
+    from avatar.core.types import AudioChunk, Speech
     from lipsync.avatar_assets import prepare_avatar
     from lipsync.procedural_renderer import ProceduralRenderer
     from lipsync.wav2lip_checkpoint import load_wav2lip

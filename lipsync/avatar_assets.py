@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.errors import InputError
-from avatar.storage import cache_root, open_atomically
+from avatar.core.errors import InputError
+from avatar.core.storage import cache_root, open_atomically
 from lipsync.face_landmarker import landmark_box
 
 CACHE_VERSION = 1

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.errors import EngineUnavailable
-from avatar.native_logs import native_stderr_silenced
+from avatar.core.errors import EngineUnavailable
+from avatar.core.native_logs import native_stderr_silenced
 
 MAX_FACES = 6
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.errors import EngineUnavailable, InputError
-from avatar.model_registry import get_spec, require_engine
+from avatar.core.errors import EngineUnavailable, InputError
+from avatar.engines.registry import get_spec, require_engine
 
 ENGINE = "face-alignment"
 NUM_POINTS = 68

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avatar.types import PhonemeTiming
+from avatar.core.types import PhonemeTiming
 from lipsync.audio_features import FrameFeatures
 from lipsync.visemes import REST, Viseme, viseme_for_phoneme, visemes_for_pinyin
 

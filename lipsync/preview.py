@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.errors import InputError
+from avatar.core.errors import InputError
 from lipsync import face_mesh_indices as fm
 from lipsync.avatar_assets import AvatarAssets
 

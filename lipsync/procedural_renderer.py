@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from avatar.types import Speech
+from avatar.core.types import Speech
 from lipsync import face_mesh_indices as fm
 from lipsync.audio_features import FrameFeatures, frame_count_for, measure_frames
 from lipsync.avatar_assets import AvatarAssets

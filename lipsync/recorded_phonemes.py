@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from avatar.types import PhonemeTiming
+from avatar.core.types import PhonemeTiming
 
 _VOWELS = set("aeiouæɑɐɒɔəɚɛɜɪʊʌyɯᵻø")
 _SKIP = set("ˈˌːˑ")
@@ -65,7 +65,7 @@ class RecordedPhonemizer:
         return [s for s in lazy_pinyin(word, style=Style.TONE3, errors="ignore") if s]
 
     def phonemes(self, words: Sequence, language: str, audio=None) -> tuple[PhonemeTiming, ...]:
-        """`words` have .word, .start_s, .end_s (avatar.asr_whisper.WordTiming).
+        """`words` have .word, .start_s, .end_s (avatar.asr.whisper.WordTiming).
 
         With `audio` (an AudioChunk), each word's span is trimmed to where there is sound:
         Whisper's word boundaries are often a few hundred ms early, e.g. the first word of a clip

@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from avatar.types import AudioChunk, Speech
+from avatar.core.types import AudioChunk, Speech
 from lipsync.deformation_basis import BASIS_INDEX, BASIS_NAMES
 from lipsync.face_motion import EXPRESSION_WEIGHTS, IdleMotion, emotion_weights
 from lipsync.procedural_renderer import ProceduralRenderer
@@ -77,7 +77,7 @@ class StreamingLipSync:
         Samples that do not complete a frame wait for the next chunk (or `flush`), so consecutive
         chunks join without gaps or clicks.
         """
-        from avatar.audio_io import resample
+        from avatar.core.audio_io import resample
 
         pcm = speech.audio.pcm.astype(np.float32)
         if speech.audio.sample_rate_hz != OUTPUT_RATE_HZ:

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from avatar.errors import InputError
+from avatar.core.errors import InputError
 
 SAMPLE_RATE_HZ = 16000
 N_FFT = 800

@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from avatar.errors import EngineUnavailable, InputError
+from avatar.core.errors import EngineUnavailable, InputError
 
 DATA_PARALLEL_PREFIX = "module."
 BATCH_COUNT_SUFFIX = "num_batches_tracked"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.errors import EngineUnavailable, InputError
-from avatar.types import Speech
+from avatar.core.errors import EngineUnavailable, InputError
+from avatar.core.types import Speech
 from lipsync import face_mesh_indices as fm
 from lipsync.audio_features import frame_count_for
 from lipsync.deformation_basis import BASIS_INDEX
@@ -177,7 +177,7 @@ class Wav2LipRenderer:
 
     def mel_windows(self, speech: Speech, frame_count: int) -> np.ndarray:
         """(frames, 80, 16) mel windows of the speech resampled to 16 kHz."""
-        from avatar.audio_io import resample
+        from avatar.core.audio_io import resample
 
         audio = speech.audio
         pcm = resample(np.asarray(audio.pcm, np.float32), audio.sample_rate_hz, SAMPLE_RATE_HZ)

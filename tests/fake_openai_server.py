@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from avatar.system_tools import free_port
+from avatar.core.system_tools import free_port
 
 POLL_S = 0.005  # how often a waiting handler looks whether the client has gone
 

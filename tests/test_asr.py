@@ -8,19 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar import asr_whisper
-from avatar.asr_whisper import (
+from avatar.asr import whisper as asr_whisper
+from avatar.asr.whisper import (
     MODEL_BIN_SHA256,
     MODEL_BIN_SIZE_BYTES,
     WhisperASR,
     assemble_whisper_base,
     transcribe_file,
 )
-from avatar.audio_io import load_audio
-from avatar.errors import EngineUnavailable, InputError
-from avatar.storage import sha256_file
-from avatar.text_metrics import cer, wer
-from avatar.types import AudioChunk
+from avatar.core.audio_io import load_audio
+from avatar.core.errors import EngineUnavailable, InputError
+from avatar.core.storage import sha256_file
+from avatar.core.types import AudioChunk
+from tests.support.text_metrics import cer, wer
 
 EVAL_DIR = Path(os.environ.get("AVATAR_EVAL_DIR", Path(__file__).resolve().parents[2] / "shared" / "eval"))
 SPEECH = EVAL_DIR / "speech"

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar import asr_sensevoice
-from avatar.asr_sensevoice import DOWNLOAD_COMMAND, INSTALL_COMMAND, MODEL_FILES, SenseVoiceASR
-from avatar.audio_io import load_audio, resample
-from avatar.errors import EngineUnavailable, InputError
-from avatar.sensevoice_tags import EMOTIONS, EVENTS
-from avatar.types import AudioChunk, Transcript
+from avatar.asr import sensevoice as asr_sensevoice
+from avatar.asr.sensevoice import DOWNLOAD_COMMAND, INSTALL_COMMAND, MODEL_FILES, SenseVoiceASR
+from avatar.asr.sensevoice_tags import EMOTIONS, EVENTS
+from avatar.core.audio_io import load_audio, resample
+from avatar.core.errors import EngineUnavailable, InputError
+from avatar.core.types import AudioChunk, Transcript
 from tests.conftest import eval_file
 from tests.tiny_sensevoice import (
     PUBLIC_ENCODER,
@@ -268,7 +268,7 @@ def test_unknown_language_is_an_input_error(random_dir):
 
 def test_chosen_by_name_in_the_cli_and_the_live_config(forced_dir, capsys):
     from avatar.cli import main
-    from avatar.live_engines import LiveConfig, load_asr
+    from avatar.engines.live_set import LiveConfig, load_asr
 
     clip = str(eval_file(SPEECH_CLIP))
     assert main(["transcribe", "--asr", "sensevoice", "--asr-model-dir", str(forced_dir), clip]) == 0

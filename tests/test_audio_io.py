@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from avatar.audio_io import load_audio, resample, save_wav
-from avatar.errors import InputError
-from avatar.types import AudioChunk
+from avatar.core.audio_io import load_audio, resample, save_wav
+from avatar.core.errors import InputError
+from avatar.core.types import AudioChunk
 
 EVAL_DIR = Path(os.environ.get("AVATAR_EVAL_DIR", Path(__file__).resolve().parents[2] / "shared" / "eval"))
 SPEECH = EVAL_DIR / "speech"

@@ -15,20 +15,20 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from avatar.av_output import (
+from avatar.core.clock import SystemClock, VirtualClock, VirtualClockStalled
+from avatar.playout.av_output import (
     AUDIO_RATE_HZ,
     SAMPLES_PER_FRAME,
     AVOutputQueue,
     AVPlayout,
     AVSegment,
 )
-from avatar.clock import SystemClock, VirtualClock, VirtualClockStalled
 
 
 def paced_tracks(playout, clock):
     """The tracks need the `live` extra (aiortc); the queue and playout tests run without it."""
     pytest.importorskip("aiortc")
-    from avatar.webrtc_tracks import paced_tracks as make_tracks
+    from avatar.playout.webrtc_tracks import paced_tracks as make_tracks
 
     return make_tracks(playout, clock)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avatar.errors import InputError
+from avatar.core.errors import InputError
 from lipsync.avatar_assets import prepare_avatar
 from tests.conftest import SAMPLE_PORTRAIT, eval_file
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar.avatar_checks import check_photo, check_voice_sample, speech_to_noise_db
-from avatar.errors import InputError
+from avatar.core.errors import InputError
+from avatar.library.checks import check_photo, check_voice_sample, speech_to_noise_db
 from tests.conftest import SAMPLE_PORTRAIT, SAMPLE_VOICE, eval_file
 
 BOX_RGB = (255, 220, 0)  # lipsync.preview draws the face box in BGR (0, 220, 255)
@@ -148,7 +148,7 @@ def test_blurry_photo_warns(tmp_path, landmarker):
 
 @pytest.fixture(scope="module")
 def whisper():
-    from avatar.asr_whisper import WhisperASR
+    from avatar.asr.whisper import WhisperASR
 
     return WhisperASR().load()
 

@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar.avatar_library import (
+from avatar.core.errors import InputError
+from avatar.library.store import (
     STALE_STAGING_AGE_S,
     AvatarLibrary,
     default_library_root,
     render_preview,
     slugify,
 )
-from avatar.errors import InputError
 from tests.conftest import ASSETS, ROOT, SAMPLE_PORTRAIT, SAMPLE_VOICE, eval_file
 
 KNOWLEDGE = ASSETS / "knowledge" / "shop_faq.md"
@@ -373,7 +373,7 @@ def test_unsafe_or_broken_archives_are_refused(library, tmp_path, exported):
 
 
 def test_a_failure_mid_save_leaves_no_avatar(library, monkeypatch):
-    import avatar.avatar_library as module
+    import avatar.library.store as module
 
     written = []
 
@@ -389,7 +389,7 @@ def test_a_failure_mid_save_leaves_no_avatar(library, monkeypatch):
 
 
 def test_a_failure_writing_the_voice_profile_leaves_no_avatar(library, monkeypatch):
-    import avatar.avatar_library as module
+    import avatar.library.store as module
 
     def crash(profile):
         raise KeyboardInterrupt  # Ctrl-C during the save
@@ -403,7 +403,7 @@ def test_a_failure_writing_the_voice_profile_leaves_no_avatar(library, monkeypat
 CRASHING_SAVE = """
 import os, sys
 from pathlib import Path
-import avatar.avatar_library as module
+import avatar.library.store as module
 module._write_thumbnail = lambda *args: os._exit(3)  # the process dies mid-save: no cleanup runs
 module.AvatarLibrary(Path(sys.argv[1])).create("Mona", Path(sys.argv[2]))
 """
@@ -458,8 +458,8 @@ def test_render_preview_speaks_in_the_matched_voice(full, library, tmp_path, mon
     pitch trackers misread its voice now and then, so the DSP effect is measured in
     tests/test_voice_match.py, not here)."""
     import voices.voice_match
-    from avatar.media_probe import probe_media
-    from avatar.render_job import RenderEngines
+    from avatar.render.job import RenderEngines
+    from tests.support.media_probe import probe_media
     from voices.voice_profile import VoiceProfile
 
     matched_toward = []

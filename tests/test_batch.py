@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from avatar.batch import BatchJob, JobRunner, read_manifest, run_batch
-from avatar.errors import InputError
-from avatar.media_probe import probe_media
-from avatar.render_request import RenderRequest, RenderResult
-from avatar.types import AudioChunk
+from avatar.core.errors import InputError
+from avatar.core.types import AudioChunk
+from avatar.render.batch import BatchJob, JobRunner, read_manifest, run_batch
+from avatar.render.request import RenderRequest, RenderResult
+from tests.support.media_probe import probe_media
 
 FPS = 25
 RENDEZVOUS_TIMEOUT_S = 20.0
@@ -41,7 +41,7 @@ def fake_render(request: RenderRequest) -> RenderResult:
         pcm = np.zeros(int(0.2 * rate_hz * (1 + len(text) % 3)), np.float32)
     frame_count = int(np.ceil(len(pcm) / rate_hz * FPS))
     frames = (np.full((32, 32, 3), 40 * (k % 6), np.uint8) for k in range(frame_count))
-    from avatar.video_writer import write_mp4
+    from avatar.render.video_writer import write_mp4
 
     write_mp4(frames, AudioChunk(pcm, rate_hz), request.output_path)
     return RenderResult(

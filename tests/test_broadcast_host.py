@@ -14,11 +14,11 @@ import asyncio
 import numpy as np
 import pytest
 
-from avatar.av_output import TICK_S
-from avatar.broadcast_host import FALLBACK_ANSWER, BroadcastHost
-from avatar.clock import VirtualClock
-from avatar.testing import FlatLipSync, ScriptedLLM, ToneTTS
-from avatar.text_script import parse_script
+from avatar.broadcast.host import FALLBACK_ANSWER, BroadcastHost
+from avatar.core.clock import VirtualClock
+from avatar.core.text_script import parse_script
+from avatar.playout.av_output import TICK_S
+from tests.support.fakes import FlatLipSync, ScriptedLLM, ToneTTS
 
 
 class RecordingOutput:
@@ -264,7 +264,7 @@ def test_a_stalled_process_catches_up_with_repeated_frames():
 
 
 def test_comment_answered_with_the_question_read_aloud():
-    from avatar.comment_intake import CommentIntake
+    from avatar.broadcast.comments import CommentIntake
 
     llm = ScriptedLLM([["We open ", "at nine."]])
     h = Harness(llm=llm)
@@ -290,7 +290,7 @@ def test_comment_answered_with_the_question_read_aloud():
 
 
 def test_a_comment_put_back_by_an_interjection_keeps_its_place():
-    from avatar.comment_intake import CommentIntake
+    from avatar.broadcast.comments import CommentIntake
 
     llm = ScriptedLLM([["We open ", "at nine."]])
     h = Harness(llm=llm)
@@ -316,7 +316,7 @@ def test_a_comment_put_back_by_an_interjection_keeps_its_place():
 
 
 def test_a_failing_llm_gives_the_fallback_line():
-    from avatar.comment_intake import CommentIntake
+    from avatar.broadcast.comments import CommentIntake
 
     class BrokenLLM:
         async def stream(self, messages):
@@ -385,7 +385,7 @@ def test_status_reports_queue_and_frames(harness):
 
 
 def test_a_sentence_without_words_or_one_the_voice_refuses_is_skipped_not_the_item():
-    from avatar.errors import InputError
+    from avatar.core.errors import InputError
 
     class PickyTTS(ToneTTS):
         def synthesize(self, text):

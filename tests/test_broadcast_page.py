@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from avatar.system_tools import free_port, stop_process
+from avatar.core.system_tools import free_port, stop_process
 from tests.conftest import ASSETS, ROOT, SAMPLE_PORTRAIT, screenshot_path
 
 pytest.importorskip("aiortc", reason="the live extra is not installed (pip install -e '.[live]')")
@@ -31,7 +31,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 SHOTS = Path(tempfile.gettempdir()) / "avatar-screenshots"
 START_S = 90.0
 SERVER_SCRIPT = (
-    "import sys; from avatar.loopback_ice import install_loopback_only; install_loopback_only(); "
+    "import sys; from tests.support.loopback_ice import install_loopback_only; install_loopback_only(); "
     "from avatar.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 

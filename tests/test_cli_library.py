@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from avatar import cli
-from avatar.avatar_library import AvatarLibrary
+from avatar.library.store import AvatarLibrary
 from tests.conftest import ASSETS, SAMPLE_PORTRAIT, SAMPLE_VOICE
 
 KNOWLEDGE = ASSETS / "knowledge" / "shop_faq.md"
@@ -124,7 +124,7 @@ def test_bad_input_is_one_line_with_exit_code_2(capsys, tmp_path):
 
 
 def test_render_with_avatar_uses_its_photo_and_voice(capsys, tmp_path, made, monkeypatch):
-    from avatar.media_probe import probe_media
+    from tests.support.media_probe import probe_media
 
     profiles = spy_on_voice_matching(monkeypatch)
     monkeypatch.setenv("AVATAR_CACHE_DIR", str(tmp_path / "cache"))
@@ -185,7 +185,7 @@ def test_serve_without_avatar_keeps_its_defaults(capsys):
 
 def test_live_engines_speak_in_the_avatar_voice(made, monkeypatch):
     """The served avatar's replies go through voice matching toward its saved profile."""
-    from avatar.live_engines import LiveEngines
+    from avatar.engines.live_set import LiveEngines
     from voices.voice_profile import VoiceProfile
 
     record = AvatarLibrary(made).get("mona-lisa")
@@ -202,8 +202,8 @@ def test_live_engines_speak_in_the_avatar_voice(made, monkeypatch):
 
 
 def test_live_engines_refuse_a_broken_voice_profile(tmp_path):
-    from avatar.errors import InputError
-    from avatar.live_engines import LiveConfig, LiveEngines
+    from avatar.core.errors import InputError
+    from avatar.engines.live_set import LiveConfig, LiveEngines
 
     broken = tmp_path / "voice_profile.json"
     broken.write_text("{", encoding="utf-8")

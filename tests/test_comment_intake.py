@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from avatar.clock import VirtualClock
-from avatar.comment_intake import (
+from avatar.broadcast.comments import (
     REASONS,
     Blocklist,
     Comment,
@@ -20,7 +19,8 @@ from avatar.comment_intake import (
     duplicate_key,
     load_blocklist,
 )
-from avatar.errors import InputError
+from avatar.core.clock import VirtualClock
+from avatar.core.errors import InputError
 from tests.conftest import ASSETS
 
 START_S = 0.44  # chosen so that (t + w) - w < t in floats: boundaries must not rely on subtraction
@@ -186,7 +186,7 @@ def test_a_failing_moderation_hook_fails_closed_and_is_logged(caplog):
         raise RuntimeError("moderation service down")
 
     _, intake = make(moderation=broken)
-    with caplog.at_level(logging.ERROR, logger="avatar.comment_intake"):
+    with caplog.at_level(logging.ERROR, logger="avatar.broadcast.comments"):
         verdict = intake.submit("ann", "hello")
     assert (verdict.accepted, verdict.reason) == (False, "moderated")
     assert verdict.message.startswith("The moderation check failed")
@@ -196,7 +196,7 @@ def test_a_failing_moderation_hook_fails_closed_and_is_logged(caplog):
 
 def test_a_moderation_hook_returning_a_non_string_fails_closed(caplog):
     _, intake = make(moderation=lambda user, text: False)
-    with caplog.at_level(logging.ERROR, logger="avatar.comment_intake"):
+    with caplog.at_level(logging.ERROR, logger="avatar.broadcast.comments"):
         assert intake.submit("ann", "hello").reason == "moderated"
     assert "instead of None or a reason" in caplog.text
 

@@ -7,12 +7,12 @@ import asyncio
 import numpy as np
 import pytest
 
-from avatar.av_output import SAMPLES_PER_FRAME, AVOutputQueue, AVPlayout
-from avatar.clock import VirtualClock
-from avatar.conversation import ConversationSession, heard_text
-from avatar.testing import FlatLipSync, ScriptedASR, ScriptedLLM, ScriptedVAD, ToneTTS
-from avatar.turn_detector import TurnDetector, VADEvent
-from avatar.types import AudioChunk, Transcript
+from avatar.core.clock import VirtualClock
+from avatar.core.types import AudioChunk, Transcript
+from avatar.live.conversation import ConversationSession, heard_text
+from avatar.playout.av_output import SAMPLES_PER_FRAME, AVOutputQueue, AVPlayout
+from avatar.turns.turn_detector import TurnDetector, VADEvent
+from tests.support.fakes import FlatLipSync, ScriptedASR, ScriptedLLM, ScriptedVAD, ToneTTS
 
 MIC_CHUNK_S = 0.02
 TICK_S = 0.04

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avatar.errors import EngineUnavailable, InputError
+from avatar.core.errors import EngineUnavailable, InputError
 from tests.fake_cosyvoice import FakeDashScopeServer, FakeEnrollServer, fake_pcm16, sentence_ends
 from voices.cosyvoice_dashscope import DashScopeCosyVoiceTTS, enroll_voice
 
@@ -124,7 +124,7 @@ def test_long_text_is_sent_in_several_continue_tasks():
 
 
 def test_unreachable_service_is_a_one_line_error():
-    from avatar.system_tools import free_port
+    from avatar.core.system_tools import free_port
 
     url = f"ws://127.0.0.1:{free_port()}/api-ws/v1/inference"
     with pytest.raises(EngineUnavailable) as caught:

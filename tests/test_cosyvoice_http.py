@@ -7,9 +7,9 @@ import io
 import numpy as np
 import pytest
 
-from avatar.audio_io import load_audio
-from avatar.errors import EngineUnavailable
-from avatar.system_tools import free_port
+from avatar.core.audio_io import load_audio
+from avatar.core.errors import EngineUnavailable
+from avatar.core.system_tools import free_port
 from tests.conftest import SAMPLE_VOICE
 from tests.fake_cosyvoice import FakeCosyVoiceServer, fake_pcm16, sentence_ends
 from voices.cosyvoice_http import CosyVoiceHTTPTTS

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar.errors import EngineUnavailable, InputError
+from avatar.core.errors import EngineUnavailable, InputError
 from tests.conftest import SAMPLE_VOICE
 from tests.fake_cosyvoice import fake_speech, sentence_ends, write_fake_checkout, write_model_dir, write_voice
 from voices.cosyvoice_common import COSYVOICE3_SYSTEM_PROMPT, END_OF_PROMPT, load_reference

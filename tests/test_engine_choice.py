@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from avatar.cli import main
-from avatar.engine_choice import EngineChoice
-from avatar.errors import InputError
-from avatar.media_probe import probe_media
-from avatar.speech_assembly import LEAD_IN_S, SENTENCE_GAP_S, TAIL_S
-from avatar.system_tools import free_port
+from avatar.core.errors import InputError
+from avatar.core.system_tools import free_port
+from avatar.engines.choice import EngineChoice
+from avatar.speech.assembly import LEAD_IN_S, SENTENCE_GAP_S, TAIL_S
 from tests.conftest import SAMPLE_VOICE
 from tests.fake_cosyvoice import FakeCosyVoiceServer, fake_speech
+from tests.support.media_probe import probe_media
 
 PHOTO = "assets/sample_portrait.jpg"
 SENTENCES = ("Hello there.", "How are you today?")
@@ -47,7 +47,7 @@ def test_cosyvoice_server_speaks_every_sentence_of_the_video(tmp_path):
 
 
 def test_the_cloned_audio_is_the_servers_not_the_embedded_voice(tmp_path):
-    from avatar.audio_io import load_audio
+    from avatar.core.audio_io import load_audio
 
     with FakeCosyVoiceServer() as server:
         assert render(tmp_path, "--tts", "cosyvoice-http", "--cosyvoice-url", server.url,
@@ -87,7 +87,7 @@ def test_an_unreachable_cosyvoice_server_is_named(tmp_path, capsys):
 
 
 def test_a_voice_profile_cannot_be_cloned(tmp_path):
-    from avatar.engine_choice import cloned_voice_engine
+    from avatar.engines.choice import cloned_voice_engine
 
     with pytest.raises(InputError, match="not a saved voice profile"):
         cloned_voice_engine(EngineChoice(tts="cosyvoice"), tmp_path / "me.voice.json", "", "en")
@@ -120,7 +120,7 @@ def test_wav2lip_renders_the_video_with_a_checkpoint_from_the_models_folder(tmp_
 
 
 def test_live_engines_speak_replies_with_the_cloned_voice():
-    from avatar.live_engines import LiveConfig, LiveEngines
+    from avatar.engines.live_set import LiveConfig, LiveEngines
 
     with FakeCosyVoiceServer() as server:
         config = LiveConfig(
@@ -182,7 +182,7 @@ def test_engines_can_be_chosen_in_the_environment(monkeypatch):
 
 
 def test_a_sample_without_its_text_is_transcribed_once_for_cloning():
-    from avatar.engine_choice import cloned_voice_engine
+    from avatar.engines.choice import cloned_voice_engine
 
     heard = []
 

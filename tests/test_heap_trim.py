@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from avatar.heap_trim import load_malloc_trim, trim_heap_forever
+from avatar.core.heap_trim import load_malloc_trim, trim_heap_forever
 
 
 def test_glibc_malloc_trim_is_found_and_callable():
@@ -32,7 +32,7 @@ def test_trims_every_interval_until_cancelled():
 
 
 def test_without_malloc_trim_it_returns_at_once(monkeypatch):
-    import avatar.heap_trim as heap_trim
+    import avatar.core.heap_trim as heap_trim
 
     monkeypatch.setattr(heap_trim, "load_malloc_trim", lambda: None)
     asyncio.run(asyncio.wait_for(trim_heap_forever(0.01), timeout=1.0))
@@ -43,5 +43,5 @@ def test_arena_limit_is_accepted_by_glibc():
     import sys
 
     # in a child: the limit is process-wide and must not change the test process
-    code = "from avatar.heap_trim import limit_malloc_arenas as f; raise SystemExit(0 if f(2) else 1)"
+    code = "from avatar.core.heap_trim import limit_malloc_arenas as f; raise SystemExit(0 if f(2) else 1)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

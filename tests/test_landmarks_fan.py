@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
-from avatar.errors import EngineUnavailable, InputError
-from avatar.model_registry import check_engine
+from avatar.core.errors import EngineUnavailable, InputError
+from avatar.engines.registry import check_engine
 from tests.conftest import SAMPLE_PORTRAIT
 
 pytest.importorskip("face_alignment")

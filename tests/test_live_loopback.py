@@ -1,7 +1,7 @@
 """Loopback tests of the live server with two real aiortc peers in one process.
 
 The server (`LiveServer` on aiohttp, real engines, stub LLM) and the headless client
-(`avatar.live_probe.LiveProbe`) talk over 127.0.0.1 only: aioice's host address lookup is
+(`tests.support.live_probe.LiveProbe`) talk over 127.0.0.1 only: aioice's host address lookup is
 patched for the duration of each test. Each test runs its own event loop under a hard timeout,
 so a hung connection fails the test instead of the whole run.
 """
@@ -27,7 +27,7 @@ TEST_TIMEOUT_S = 45.0
 
 @pytest.fixture(scope="module")
 def engines():
-    from avatar.live_engines import LiveConfig, LiveEngines
+    from avatar.engines.live_set import LiveConfig, LiveEngines
 
     loaded = LiveEngines(LiveConfig(SAMPLE_PORTRAIT, size_px=256, llm="stub")).load()
     yield loaded
@@ -37,7 +37,7 @@ def engines():
 @pytest.fixture(scope="module")
 def question_16k(engines) -> np.ndarray:
     """A short, clean spoken question from the avatar's own TTS, padded with silence."""
-    from avatar.audio_io import resample
+    from avatar.core.audio_io import resample
 
     speech = engines.synthesize(QUESTION_TEXT)
     pcm = resample(speech.audio.pcm.astype(np.float32), speech.audio.sample_rate_hz, 16000)
@@ -50,7 +50,7 @@ async def running_server(engines):
     """LiveServer on a free 127.0.0.1 port; yields (server, url) and closes every session after."""
     from aiohttp import web
 
-    from avatar.live_server import LiveServer
+    from avatar.live.server import LiveServer
 
     server = LiveServer(engines)
     runner = web.AppRunner(server.app())
@@ -74,7 +74,7 @@ def event_loop_for_engines():
 
 @pytest.fixture
 def run_loopback(event_loop_for_engines):
-    from avatar.loopback_ice import loopback_only
+    from tests.support.loopback_ice import loopback_only
 
     def run(scenario, timeout_s: float = TEST_TIMEOUT_S):
         with loopback_only():
@@ -88,8 +88,8 @@ def assistant_messages(history: list[dict]) -> list[str]:
 
 
 def test_spoken_question_gets_a_spoken_lip_synced_answer(engines, run_loopback):
-    from avatar.audio_io import load_audio
-    from avatar.live_probe import LiveProbe
+    from avatar.core.audio_io import load_audio
+    from tests.support.live_probe import LiveProbe
 
     jfk = load_audio(eval_file("speech/en_male_jfk.flac")).pcm.astype(np.float32)
     pad = np.zeros(8000, np.float32)
@@ -115,7 +115,7 @@ def test_spoken_question_gets_a_spoken_lip_synced_answer(engines, run_loopback):
 
 
 def test_barge_in_silences_the_avatar_and_truncates_history(engines, question_16k, run_loopback):
-    from avatar.live_probe import LiveProbe
+    from tests.support.live_probe import LiveProbe
 
     async def scenario():
         async with running_server(engines) as (server, url), LiveProbe(url) as probe:
@@ -134,7 +134,7 @@ def test_barge_in_silences_the_avatar_and_truncates_history(engines, question_16
 
 
 def test_data_channel_interrupt_silences_the_avatar(engines, question_16k, run_loopback):
-    from avatar.live_probe import LiveProbe
+    from tests.support.live_probe import LiveProbe
 
     async def scenario():
         async with running_server(engines) as (server, url), LiveProbe(url) as probe:
@@ -149,7 +149,7 @@ def test_data_channel_interrupt_silences_the_avatar(engines, question_16k, run_l
 
 
 def test_disconnect_mid_stream_ends_only_that_session(engines, question_16k, caplog, run_loopback):
-    from avatar.live_probe import LiveProbe, first_loud_audio
+    from tests.support.live_probe import LiveProbe, first_loud_audio
 
     caplog.set_level(logging.INFO, logger="avatar.live")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from avatar.system_tools import free_port, stop_process
+from avatar.core.system_tools import free_port, stop_process
 from tests.conftest import ROOT, SAMPLE_PORTRAIT, eval_file, screenshot_path
 
 pytest.importorskip("aiortc", reason="the live extra is not installed (pip install -e '.[live]')")

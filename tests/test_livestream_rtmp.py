@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar.local_rtmp_server import LocalRtmpServer
-from avatar.system_tools import free_port, stop_process
+from avatar.core.system_tools import free_port, stop_process
 from tests.conftest import ASSETS, SAMPLE_PORTRAIT
+from tests.support.local_rtmp_server import LocalRtmpServer
 
 pytestmark = pytest.mark.skipif(
     not LocalRtmpServer.available(),
@@ -100,7 +100,7 @@ class Broadcast:
     async def __aenter__(self):
         from aiohttp import ClientSession, web
 
-        from avatar.broadcast_server import BroadcastServer, load_engines
+        from avatar.broadcast.server import BroadcastServer, load_engines
 
         self.engines = await asyncio.to_thread(load_engines, self.config)
         self.server = BroadcastServer(self.config, self.engines)
@@ -142,9 +142,9 @@ class Broadcast:
 
 
 def broadcast_config(tmp_path: Path, url: str, script: str):
-    from avatar.broadcast_server import BroadcastConfig
-    from avatar.live_engines import LiveConfig
-    from avatar.show_script import parse_show_script
+    from avatar.broadcast.server import BroadcastConfig
+    from avatar.broadcast.show_script import parse_show_script
+    from avatar.engines.live_set import LiveConfig
 
     return BroadcastConfig(
         live=LiveConfig(
@@ -164,15 +164,15 @@ def broadcast_config(tmp_path: Path, url: str, script: str):
 
 
 def first_blocklisted_term() -> str:
-    from avatar.comment_intake import load_blocklist
+    from avatar.broadcast.comments import load_blocklist
 
     return load_blocklist(ASSETS / "blocklist_example.txt")[0]
 
 
 def test_script_and_comment_reach_the_rtmp_viewer_in_sync(tmp_path, landmarker):
-    from avatar.asr_whisper import WhisperASR
-    from avatar.types import AudioChunk
-    from lipsync.measure import best_lag_correlation, measure_frames, rms_envelope
+    from avatar.asr.whisper import WhisperASR
+    from avatar.core.types import AudioChunk
+    from tests.support.lipsync_measure import best_lag_correlation, measure_frames, rms_envelope
 
     received = tmp_path / "received.flv"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from avatar.cli import _build_parser, live_config
-from avatar.errors import EngineUnavailable, InputError
-from avatar.live_engines import LiveConfig, LiveEngines, load_llm
-from avatar.system_tools import free_port
+from avatar.core.errors import EngineUnavailable, InputError
+from avatar.core.system_tools import free_port
+from avatar.engines.live_set import LiveConfig, LiveEngines, load_llm
 from tests.fake_openai_server import FakeOpenAIServer, ScriptedReply
 
 PHOTO = Path("assets/sample_portrait.jpg")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from avatar.errors import EngineUnavailable
-from avatar.llm_local import TransformersLLM
+from avatar.core.errors import EngineUnavailable
+from avatar.llm.local_model import TransformersLLM
 from tests.stream_stopping import read_then_stop
 
 CORPUS = [

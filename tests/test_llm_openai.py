@@ -7,13 +7,13 @@ import time
 
 import pytest
 
-from avatar.conversation import _user_content
-from avatar.errors import EngineUnavailable, InputError
-from avatar.llm_openai import DEFAULT_FALLBACK_LINE, OpenAICompatibleLLM, _sse_data
-from avatar.llm_prompt import system_prompt
-from avatar.sentence_stream import SentenceStream, SpokenSentence
-from avatar.system_tools import free_port
-from avatar.types import Transcript
+from avatar.core.errors import EngineUnavailable, InputError
+from avatar.core.system_tools import free_port
+from avatar.core.types import Transcript
+from avatar.live.conversation import _user_content
+from avatar.llm.openai_compat import DEFAULT_FALLBACK_LINE, OpenAICompatibleLLM, _sse_data
+from avatar.llm.prompt import system_prompt
+from avatar.speech.sentence_stream import SentenceStream, SpokenSentence
 from tests.fake_openai_server import FakeOpenAIServer, ScriptedReply, error_reply
 from tests.stream_stopping import read_then_stop
 

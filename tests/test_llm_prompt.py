@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from avatar.llm_prompt import SpokenTextFilter, normalize_tag, system_prompt
-from avatar.render_request import EMOTIONS
-from avatar.sentence_stream import SentenceStream, SpokenSentence
+from avatar.core.types import EMOTIONS
+from avatar.llm.prompt import SpokenTextFilter, normalize_tag, system_prompt
+from avatar.speech.sentence_stream import SentenceStream, SpokenSentence
 
 
 def filtered(pieces: list[str]) -> str:

@@ -8,8 +8,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from avatar.errors import InputError
-from avatar.media_probe import probe_media, read_audio, read_video_frames
+from avatar.core.errors import InputError
+from tests.support.media_probe import probe_media, read_audio, read_video_frames
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avatar.mic_history import MicHistory
+from avatar.live.mic_history import MicHistory
 
 
 def test_slices_by_stream_index_across_slides():

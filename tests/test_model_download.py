@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from avatar import model_download, model_registry
 from avatar.cli import main
-from avatar.errors import EngineUnavailable, InputError
-from avatar.model_registry import check_engine, engine_dir
+from avatar.core.errors import EngineUnavailable, InputError
+from avatar.engines import download as model_download
+from avatar.engines import registry as model_registry
+from avatar.engines.registry import check_engine, engine_dir
 
 CONTENT = b"stand-in weights"
 

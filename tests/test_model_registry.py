@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from avatar import model_registry as registry
 from avatar.cli import main
-from avatar.errors import EngineUnavailable, InputError
+from avatar.core.errors import EngineUnavailable, InputError
+from avatar.engines import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_VARS = ("AVATAR_MODELS_DIR", "XDG_CACHE_HOME", "TORCH_HOME", "COSYVOICE_HOME", "AVATAR_LLM_BASE_URL",
@@ -175,7 +175,7 @@ def test_models_command_json_and_path(tmp_path, capsys):
 
 def test_registry_import_is_light():
     code = (
-        "import sys, avatar.model_registry, avatar.model_download, avatar.models_cli, lipsync.landmarks_fan\n"
+        "import sys, avatar.engines.registry, avatar.engines.download, avatar.cli.models, lipsync.landmarks_fan\n"
         "heavy = [m for m in ('torch', 'funasr', 'face_alignment', 'huggingface_hub', 'modelscope') "
         "if m in sys.modules]\n"
         "assert not heavy, heavy"

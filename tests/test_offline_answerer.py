@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar.errors import InputError
-from avatar.knowledge_base import detect_language, load_knowledge_base, parse_knowledge_file
-from avatar.offline_answerer import OfflineAnswerer, is_greeting, split_into_pieces
+from avatar.core.errors import InputError
+from avatar.llm.answerer import OfflineAnswerer, is_greeting, split_into_pieces
+from avatar.llm.knowledge import detect_language, load_knowledge_base, parse_knowledge_file
 from tests.conftest import ASSETS
 
 SHOP_FAQ = ASSETS / "knowledge" / "shop_faq.md"

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avatar.types import AudioChunk, PhonemeTiming, Speech
+from avatar.core.types import AudioChunk, PhonemeTiming, Speech
 from lipsync.face_motion import emotion_weights
-from lipsync.measure import best_lag_correlation, measure_frames, rms_envelope, smile_score
 from lipsync.procedural_renderer import zero_weights
+from tests.support.lipsync_measure import best_lag_correlation, measure_frames, rms_envelope, smile_score
 
 RATE_HZ = 16000
 FPS = 25

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar.render_job import RenderEngines, render_video
-from avatar.render_request import RenderRequest
-from lipsync.measure import best_lag_correlation, measure_frames, rms_envelope, smile_score
+from avatar.render.job import RenderEngines, render_video
+from avatar.render.request import RenderRequest
 from tests.conftest import ROOT, SAMPLE_PORTRAIT, eval_file
+from tests.support.lipsync_measure import best_lag_correlation, measure_frames, rms_envelope, smile_score
 
 FPS = 25
 
@@ -38,7 +38,7 @@ def english_video(engines, tmp_path_factory):
 
 
 def test_mp4_has_one_h264_and_one_aac_stream_with_equal_durations(english_video):
-    from avatar.media_probe import probe_media
+    from tests.support.media_probe import probe_media
 
     path, result = english_video
     info = probe_media(path)
@@ -54,7 +54,7 @@ def test_mp4_has_one_h264_and_one_aac_stream_with_equal_durations(english_video)
 
 
 def test_rendered_mouth_follows_the_speech_in_the_decoded_video(english_video, landmarker):
-    from avatar.media_probe import read_audio, read_video_frames
+    from tests.support.media_probe import read_audio, read_video_frames
 
     path, _ = english_video
     frames = list(read_video_frames(path))
@@ -71,7 +71,7 @@ def test_rendered_mouth_follows_the_speech_in_the_decoded_video(english_video, l
 
 
 def test_happy_tag_raises_smile_in_the_video(engines, tmp_path, landmarker):
-    from avatar.media_probe import read_video_frames
+    from tests.support.media_probe import read_video_frames
 
     out = tmp_path / "tags.mp4"
     render_video(
@@ -91,7 +91,7 @@ def test_happy_tag_raises_smile_in_the_video(engines, tmp_path, landmarker):
 
 
 def test_audio_driven_render_of_a_recording(engines, tmp_path):
-    from avatar.media_probe import probe_media
+    from tests.support.media_probe import probe_media
 
     speech = eval_file("speech/en_female_librispeech_1995-1837-0001.wav")
     out = tmp_path / "recorded.mp4"
@@ -165,7 +165,7 @@ def test_cli_render_prints_summary(tmp_path):
 def test_cli_batch_renders_every_job_and_reports_failures(tmp_path):
     import json
 
-    from avatar.media_probe import probe_media
+    from tests.support.media_probe import probe_media
 
     photo = tmp_path / "me.jpg"
     photo.write_bytes(SAMPLE_PORTRAIT.read_bytes())

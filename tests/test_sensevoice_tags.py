@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from avatar.sensevoice_tags import EMOTIONS, EVENTS, SenseVoiceSegment, SenseVoiceTags, parse_sensevoice
+from avatar.asr.sensevoice_tags import EMOTIONS, EVENTS, SenseVoiceSegment, SenseVoiceTags, parse_sensevoice
 
 # Raw model tag -> the lowercase emotion name a Transcript carries.
 RAW_EMOTIONS = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from avatar.sentence_stream import SentenceStream, SpokenSentence
+from avatar.speech.sentence_stream import SentenceStream, SpokenSentence
 
 
 def run(tokens: list[str]) -> list[tuple[int, SpokenSentence]]:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from avatar.errors import InputError
-from avatar.show_script import MAX_SCRIPT_CHARS, ScriptItem, load_show_script, parse_show_script
-from avatar.types import TextSegment
+from avatar.broadcast.show_script import MAX_SCRIPT_CHARS, ScriptItem, load_show_script, parse_show_script
+from avatar.core.errors import InputError
+from avatar.core.types import TextSegment
 from tests.conftest import ASSETS
 
 SHOW = """\

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avatar.speech_assembly import LEAD_IN_S, SENTENCE_GAP_S, TAIL_S, assemble_speech, trim_lead_in
-from avatar.types import AudioChunk, PhonemeTiming, Speech, TextSegment
+from avatar.core.types import AudioChunk, PhonemeTiming, Speech, TextSegment
+from avatar.speech.assembly import LEAD_IN_S, SENTENCE_GAP_S, TAIL_S, assemble_speech, trim_lead_in
 
 RATE = 16000
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from avatar.storage import open_atomically, write_text_atomically
+from avatar.core.storage import open_atomically, write_text_atomically
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_nothing_behind(tmp_path):

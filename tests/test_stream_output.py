@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar.errors import EngineUnavailable, InputError
-from avatar.local_rtmp_server import LocalRtmpServer
-from avatar.media_probe import probe_media
-from avatar.stream_output import FfmpegOutput
-from avatar.system_tools import require_tool, stop_process
+from avatar.broadcast.outputs import FfmpegOutput
+from avatar.core.errors import EngineUnavailable, InputError
+from avatar.core.system_tools import require_tool, stop_process
+from tests.support.local_rtmp_server import LocalRtmpServer
+from tests.support.media_probe import probe_media
 
 FPS = 25
 RATE_HZ = 16000

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avatar.types import AudioChunk, Speech
+from avatar.core.types import AudioChunk, Speech
 from lipsync.deformation_basis import BASIS_INDEX
-from lipsync.measure import mouth_opening
 from lipsync.streaming_lipsync import SAMPLES_PER_FRAME, StreamingLipSync
+from tests.support.lipsync_measure import mouth_opening
 from tests.test_procedural_renderer import SPEECHLIKE, syllable_audio
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from avatar.text_metrics import cer, chinese_numeral, corpus_error_rate, spell_numbers_chinese, wer
+from tests.support.text_metrics import cer, chinese_numeral, corpus_error_rate, spell_numbers_chinese, wer
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from avatar.errors import InputError
-from avatar.text_script import MAX_SCRIPT_CHARS, parse_script, split_sentences
-from avatar.types import TextSegment
+from avatar.core.errors import InputError
+from avatar.core.text_script import MAX_SCRIPT_CHARS, parse_script, split_sentences
+from avatar.core.types import TextSegment
 
 
 def test_emotion_tags_start_segments():

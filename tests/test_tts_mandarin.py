@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from avatar.asr_whisper import WhisperASR
-from avatar.errors import EngineUnavailable, InputError
-from voices.intelligibility import MANDARIN_SENTENCES, measure
+from avatar.asr.whisper import WhisperASR
+from avatar.core.errors import EngineUnavailable, InputError
+from tests.support.intelligibility import MANDARIN_SENTENCES, measure
 from voices.language import cjk_ratio, detect_language
 from voices.tts_select import TTSSelector
 from voices.zh_tts import (

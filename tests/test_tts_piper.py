@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from avatar.asr_whisper import WhisperASR
-from avatar.errors import InputError
-from voices.intelligibility import ENGLISH_SENTENCES, measure
+from avatar.asr.whisper import WhisperASR
+from avatar.core.errors import InputError
+from tests.support.intelligibility import ENGLISH_SENTENCES, measure
 from voices.onnx_alignment import OnnxPatchError, add_ceil_output
 from voices.piper_tts import PiperTTS, spans_to_timings, split_sentences
 

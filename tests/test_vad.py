@@ -11,10 +11,10 @@ import importlib.util
 import numpy as np
 import pytest
 
-from avatar.audio_io import load_audio
-from avatar.errors import EngineUnavailable, InputError
-from avatar.turn_detector import TurnDetector, UserSpeechStarted, UserTurnEnded, VADEvent
-from avatar.types import AudioChunk
+from avatar.core.audio_io import load_audio
+from avatar.core.errors import EngineUnavailable, InputError
+from avatar.core.types import AudioChunk
+from avatar.turns.turn_detector import TurnDetector, UserSpeechStarted, UserTurnEnded, VADEvent
 from bench.vad_latency import NON_SPEECH_CLIPS, SPEECH_CLIPS, padded, speech_bounds_by_energy
 from tests.conftest import eval_file
 
@@ -27,7 +27,7 @@ pytest.importorskip("onnxruntime")
 
 @pytest.fixture(scope="module")
 def silero_model():
-    from avatar.vad_silero import SileroModel
+    from avatar.turns.vad_silero import SileroModel
 
     try:
         return SileroModel()
@@ -36,7 +36,7 @@ def silero_model():
 
 
 def new_vad(silero_model, **options):
-    from avatar.vad_silero import SileroVAD
+    from avatar.turns.vad_silero import SileroVAD
 
     return SileroVAD(model=silero_model, probability_history_s=None, **options).load()
 
@@ -166,7 +166,7 @@ def test_turns_on_real_speech_do_not_depend_on_chunk_size(silero_model):
 
 
 def test_errors_are_one_line_and_name_the_fix(silero_model, monkeypatch):
-    from avatar import vad_silero
+    from avatar.turns import vad_silero
 
     with pytest.raises(EngineUnavailable, match="load"):
         vad_silero.SileroVAD().process(AudioChunk(np.zeros(512, np.float32), 16000))

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar.errors import EngineUnavailable, InputError
-from avatar.media_probe import probe_media, read_audio, read_video_frames
-from avatar.types import AudioChunk
-from avatar.video_writer import Mp4Writer, fit_audio_to_frames, write_mp4
+from avatar.core.errors import EngineUnavailable, InputError
+from avatar.core.types import AudioChunk
+from avatar.render.video_writer import Mp4Writer, fit_audio_to_frames, write_mp4
+from tests.support.media_probe import probe_media, read_audio, read_video_frames
 
 FPS = 25
 FRAME_S = 1.0 / FPS

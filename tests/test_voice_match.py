@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from avatar.errors import InputError
-from avatar.types import AudioChunk
+from avatar.core.errors import InputError
+from avatar.core.types import AudioChunk
 from tests.conftest import eval_file
 from voices.voice_analysis import EnvelopeStats, F0Stats, import_pyworld
 from voices.voice_profile import PROFILE_VERSION, VoiceProfile, build_voice_profile
@@ -159,8 +159,8 @@ def test_strength_bounds(piper_speech):
 
 def test_matching_raises_similarity_to_a_female_reference(piper_speech):
     pytest.importorskip("resemblyzer", reason="speaker similarity needs the eval extra")
-    from avatar.audio_io import load_audio
-    from voices.speaker_similarity import SpeakerSimilarity, cosine
+    from avatar.core.audio_io import load_audio
+    from tests.support.speaker_similarity import SpeakerSimilarity, cosine
     from voices.voice_match import match_voice
 
     # The Mandarin female prompt: +0.22 over 8 sentences in bench/voice_match_eval.py, so the

@@ -14,8 +14,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from avatar.errors import EngineUnavailable, InputError  # noqa: E402
-from avatar.types import AudioChunk, Speech  # noqa: E402
+from avatar.core.errors import EngineUnavailable, InputError  # noqa: E402
+from avatar.core.types import AudioChunk, Speech  # noqa: E402
 from lipsync.audio_features import frame_count_for  # noqa: E402
 from tests.conftest import SAMPLE_PORTRAIT, eval_file  # noqa: E402
 from tests.wav2lip_reference_keys import (  # noqa: E402
@@ -188,7 +188,7 @@ def renderer(checkpoint, landmarker, cache_dir):
 
 @pytest.fixture(scope="module")
 def speech() -> Speech:
-    from avatar.audio_io import load_audio
+    from avatar.core.audio_io import load_audio
 
     audio = load_audio(eval_file(SPEECH_FILE), 22050)
     start = int(0.4 * audio.sample_rate_hz)

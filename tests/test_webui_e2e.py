@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from avatar.system_tools import free_port, stop_process
+from avatar.core.system_tools import free_port, stop_process
 from tests.conftest import ROOT, SAMPLE_PORTRAIT, SAMPLE_VOICE, eval_file, screenshot_path
 
 pytest.importorskip("gradio", reason="the webui extra is not installed (pip install -e '.[webui]')")
@@ -234,7 +234,7 @@ def test_library_lists_the_new_avatar(page, created):
 
 
 def test_render_hello_there(page, created, console):
-    from avatar.media_probe import probe_media
+    from tests.support.media_probe import probe_media
 
     _tab(page, "Render")
     assert page.input_value("#render-pick input") == "Mona"

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from avatar.errors import AvatarError, InputError
+from avatar.core.errors import AvatarError, InputError
 from webui import formatting, health, tags
 from webui.cli_args import add_webui_parser, run_webui
 from webui.live_process import LiveServerProcess, serve_command
@@ -49,7 +49,7 @@ def test_insert_tag_keeps_words_apart(text, position, expected):
 
 
 def test_inserted_tags_parse_as_the_renderer_expects():
-    from avatar.text_script import parse_script
+    from avatar.core.text_script import parse_script
 
     text = "Hello there."
     for tag in tags.ALL_TAGS:
@@ -189,7 +189,7 @@ def test_mandarin_probe_checks_the_worker_interpreter(tmp_path):
 
 
 def test_model_dir_is_display_only(monkeypatch, tmp_path):
-    from avatar.model_registry import models_root
+    from avatar.engines.registry import models_root
 
     monkeypatch.delenv(health.MODEL_DIR_ENV, raising=False)
     assert health.model_dir() == (

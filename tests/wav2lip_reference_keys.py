@@ -16,7 +16,7 @@ or a wrong channel count in our module fails the test instead of silently agreei
   output in Rudrabha/Wav2Lip issue #247). Loaders must accept it present or absent.
 - Size check: 36,298,035 parameters x 4 bytes x 3 (weights + Adam's two moments) = 435.6 MB =
   415.4 MiB: the "416 MB" the maintainers give for wav2lip.pth (issue #141) and the 436 MB of the
-  mirrored file (avatar/model_registry.py).
+  mirrored file (avatar/engines/registry.py).
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.errors import InputError
-from avatar.types import AudioChunk, Speech, TTSChunk
+from avatar.core.errors import InputError
+from avatar.core.types import AudioChunk, Speech, TTSChunk
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class ReferenceVoice:
         lost everything above 8 kHz that the 24 kHz flow features want)."""
         import soundfile
 
-        from avatar.audio_io import load_audio
+        from avatar.core.audio_io import load_audio
 
         chunk = load_audio(self.source, sample_rate_hz)
         buffer = io.BytesIO()
@@ -90,7 +90,7 @@ class ReferenceVoice:
         return buffer.getvalue()
 
     def write_wav(self, path: Path, sample_rate_hz: int = UPLOAD_SAMPLE_RATE_HZ) -> Path:
-        from avatar.storage import open_atomically
+        from avatar.core.storage import open_atomically
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,8 +101,8 @@ class ReferenceVoice:
 
 def load_reference(path: str | Path, text: str) -> ReferenceVoice:
     """Load and check a prompt recording: 3-30 s, not silent, transcript given."""
-    from avatar.audio_io import load_audio
-    from avatar.storage import sha256_file
+    from avatar.core.audio_io import load_audio
+    from avatar.core.storage import sha256_file
 
     if not isinstance(text, str) or not _SPOKEN.search(text):
         raise InputError(
@@ -181,7 +181,7 @@ def instruct_text_for(model_version: int, emotion: str | None) -> str | None:
 
 def split_text(text: str) -> list[str]:
     """Sentences to synthesize one by one; an InputError when there is nothing to say."""
-    from avatar.text_script import split_sentences
+    from avatar.core.text_script import split_sentences
 
     if not isinstance(text, str):
         raise InputError(f"text to speak must be a string, got {type(text).__name__}")

@@ -34,8 +34,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from avatar.errors import EngineUnavailable, InputError
-from avatar.types import Speech, TTSChunk
+from avatar.core.errors import EngineUnavailable, InputError
+from avatar.core.types import Speech, TTSChunk
 from voices.cosyvoice_common import (
     Pcm16Decoder,
     SentenceAssembler,

@@ -24,8 +24,8 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from avatar.errors import EngineUnavailable, InputError
-from avatar.types import Speech, TTSChunk
+from avatar.core.errors import EngineUnavailable, InputError
+from avatar.core.types import Speech, TTSChunk
 from voices.cosyvoice_common import (
     Pcm16Decoder,
     ReferenceVoice,

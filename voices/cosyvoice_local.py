@@ -41,8 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.errors import EngineUnavailable, InputError
-from avatar.types import Speech, TTSChunk
+from avatar.core.errors import EngineUnavailable, InputError
+from avatar.core.types import Speech, TTSChunk
 from voices.cosyvoice_common import (
     ReferenceVoice,
     check_language,
@@ -367,7 +367,7 @@ class CosyVoiceLocalTTS:
                 )
         import torch
 
-        from avatar.storage import open_atomically
+        from avatar.core.storage import open_atomically
 
         path = self._entry_path(entry_id)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -397,7 +397,7 @@ class CosyVoiceLocalTTS:
     def _cache_root(self) -> Path:
         if self._cache_dir is not None:
             return self._cache_dir
-        from avatar.storage import cache_root
+        from avatar.core.storage import cache_root
 
         return cache_root() / "cosyvoice"
 

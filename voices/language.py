@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from avatar.errors import InputError
+from avatar.core.errors import InputError
 
 _CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]+")

@@ -19,8 +19,8 @@ from importlib import util as importlib_util
 
 import numpy as np
 
-from avatar.errors import EngineUnavailable, InputError
-from avatar.types import AudioChunk, PhonemeTiming, Speech
+from avatar.core.errors import EngineUnavailable, InputError
+from avatar.core.types import AudioChunk, PhonemeTiming, Speech
 
 SILENCE = "sil"
 # Piper's sentence boundaries, word gaps and punctuation all sound as silence or a pause.

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from avatar.errors import InputError
-from avatar.types import Speech
+from avatar.core.errors import InputError
+from avatar.core.types import Speech
 
 SUPPORTED_LANGUAGES = ("en", "zh")
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avatar.errors import InputError
-from avatar.types import AudioChunk
+from avatar.core.errors import InputError
+from avatar.core.types import AudioChunk
 
 MIN_SAMPLE_S = 3.0
 MAX_SAMPLE_S = 30.0
@@ -232,7 +232,7 @@ def analyze_features(
 def analyze_reference(chunk: AudioChunk) -> VoiceAnalysis:
     """Check a 3-30 s reference sample and describe its voice (at 16 kHz, Harvest F0)."""
     notes = check_reference(chunk)
-    from avatar.audio_io import resample
+    from avatar.core.audio_io import resample
 
     pcm = resample(np.asarray(chunk.pcm, dtype=np.float32), chunk.sample_rate_hz, REFERENCE_RATE_HZ)
     features = world_analyze(AudioChunk(pcm, REFERENCE_RATE_HZ), f0_method="harvest")

@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from avatar.errors import InputError
-from avatar.types import AudioChunk, Speech
+from avatar.core.errors import InputError
+from avatar.core.types import AudioChunk, Speech
 from voices.voice_analysis import (
     GRID_TOP_HZ,
     VoiceAnalysis,

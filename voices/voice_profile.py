@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.errors import InputError
-from avatar.storage import sha256_file, write_text_atomically
-from avatar.types import AudioChunk
+from avatar.core.errors import InputError
+from avatar.core.storage import sha256_file, write_text_atomically
+from avatar.core.types import AudioChunk
 from voices.voice_analysis import EnvelopeStats, F0Stats, analyze_reference
 
 PROFILE_FORMAT = "talking-avatar/voice-profile"
@@ -108,7 +108,7 @@ def build_voice_profile(sample: str | Path | AudioChunk, name: str) -> VoiceProf
         chunk = sample
         digest = hashlib.sha256(np.ascontiguousarray(sample.pcm, dtype=np.float32).tobytes()).hexdigest()
     else:
-        from avatar.audio_io import load_audio
+        from avatar.core.audio_io import load_audio
 
         chunk = load_audio(sample)
         digest = sha256_file(Path(sample))

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.errors import EngineUnavailable, InputError
-from avatar.types import AudioChunk, PhonemeTiming, Speech
+from avatar.core.errors import EngineUnavailable, InputError
+from avatar.core.types import AudioChunk, PhonemeTiming, Speech
 
 SILENCE = "sil"
 _REPO_ROOT = Path(__file__).resolve().parents[1]

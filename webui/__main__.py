@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from avatar.errors import AvatarError
+from avatar.core.errors import AvatarError
 from webui.cli_args import add_webui_parser, run_webui
 
 

@@ -46,7 +46,7 @@ def _check_port_free(host: str, port: int) -> None:
     """Fail in one line before loading anything (Gradio's own message is long and names its API)."""
     import socket
 
-    from avatar.errors import InputError
+    from avatar.core.errors import InputError
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -61,7 +61,7 @@ def _check_port_free(host: str, port: int) -> None:
 
 def run_webui(args: argparse.Namespace) -> int:
     """Serve until Ctrl+C. Raises AvatarError (printed as one line by the CLI) for bad options."""
-    from avatar.errors import AvatarError, InputError
+    from avatar.core.errors import AvatarError, InputError
 
     password = args.password or os.environ.get(PASSWORD_ENV) or None
     if not 0 < args.port < 65536:

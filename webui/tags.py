@@ -1,12 +1,12 @@
 """The render tab's tag helper: buttons that insert `[happy]`, `[pause 0.5s]`, ... into the text.
 
 Kept apart from the Gradio layer so the spacing rules (a tag never glues itself to a word) are
-unit-tested; the tags themselves are the ones `avatar.text_script.parse_script` understands.
+unit-tested; the tags themselves are the ones `avatar.core.text_script.parse_script` understands.
 """
 
 from __future__ import annotations
 
-from avatar.render_request import EMOTIONS
+from avatar.core.types import EMOTIONS
 
 # Order of the buttons in the page: the common ones first, neutral (the "reset") last.
 EMOTION_TAGS: tuple[str, ...] = tuple(

@@ -1,0 +1,1 @@
+"""Speech recognition engines: Whisper (embedded) and SenseVoice (neural, with emotion and events)."""

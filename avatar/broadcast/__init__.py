@@ -1,0 +1,1 @@
+"""The livestream host (`avatar live`): script, comments, outputs and its HTTP API."""

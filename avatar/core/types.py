@@ -1,0 +1,97 @@
+"""Core value types shared by every stage.
+
+Frozen dataclasses holding numpy arrays only, so they cross threads and processes without
+dragging an engine along. Audio is always mono float32 in [-1, 1]; the rate travels with it
+because engines disagree (Piper 22.05 kHz, Whisper 16 kHz, the A/V clock 16 kHz).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# The expressions every stage understands: inline [tags], CLI flags, the renderer, the TTS.
+EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised")
+# One video clock for the whole toolkit (16 kHz audio / 25 fps = 640 samples a frame).
+FRAME_RATE_FPS = 25
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """Mono float32 PCM with its sample rate."""
+
+    pcm: np.ndarray
+    sample_rate_hz: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.pcm) / float(self.sample_rate_hz)
+
+
+@dataclass(frozen=True)
+class PhonemeTiming:
+    """One phoneme (IPA symbol or pinyin initial/final) and the time it is spoken."""
+
+    phoneme: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class Speech:
+    """Synthesized or recorded speech plus whatever timing the engine could tell us.
+
+    `phonemes` is empty when the engine gives no timing (recorded audio, engines without
+    alignment); the lip-sync renderer then falls back to the audio signal alone.
+    """
+
+    audio: AudioChunk
+    text: str = ""
+    language: str = ""
+    phonemes: tuple[PhonemeTiming, ...] = ()
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What the recogniser heard, with the paralinguistic tags when the engine gives them."""
+
+    text: str
+    language: str
+    emotion: str | None = None
+    events: tuple[str, ...] = ()
+    is_final: bool = True
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A named facial expression and how strongly to show it (0..1)."""
+
+    name: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class TTSChunk:
+    """A piece of synthesized speech that knows which text it speaks."""
+
+    speech: Speech
+    is_last: bool = False
+
+
+@dataclass(frozen=True)
+class VideoFrame:
+    """One rendered BGR uint8 frame and its index on the 25 fps clock."""
+
+    image: np.ndarray
+    index: int
+
+
+@dataclass(frozen=True)
+class TextSegment:
+    """A run of text to speak with the expression active while it is spoken."""
+
+    text: str
+    emotion: str = "neutral"
+    pause_after_s: float = 0.0
+    extra: dict = field(default_factory=dict)

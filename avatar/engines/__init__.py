@@ -1,0 +1,1 @@
+"""Engines by name: the model registry, explicit downloads, and the one engine set a process loads."""

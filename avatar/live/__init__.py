@@ -1,0 +1,1 @@
+"""Live conversation over WebRTC: the session loop and the `avatar serve` server."""

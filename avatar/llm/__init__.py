@@ -1,0 +1,1 @@
+"""Thinking: chat-model clients, the prompt, the offline knowledge-base answerer and its knowledge."""

@@ -1,0 +1,1 @@
+"""Paced A/V output shared by live conversations and livestreams: one clock, paired audio and frames."""

@@ -1,0 +1,1 @@
+"""Rendering videos: one job, many jobs (batch) and the MP4 writer."""

@@ -1,0 +1,1 @@
+"""Speaking: tagged text to sentences to speech with emotion, voice matching and lip-sync timing."""

@@ -1,0 +1,155 @@
+"""LLM token stream -> speakable sentences, as early as each one is complete.
+
+The first sentence of a reply must reach the TTS while the model is still writing the rest:
+that is where a live avatar wins its first-response latency. Inline [emotion] tags in the model's
+output are taken out of the spoken text and attached to the sentences that follow them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from avatar.core.text_script import _ABBREVIATIONS, split_sentences
+from avatar.core.types import EMOTIONS
+
+_TAG = re.compile(r"\[([^\[\]]{0,40})\]")
+_ENDED_BY_SPACE = re.compile(r"[.!?…][\"')\]”’]*\s+$")
+MAX_SENTENCE_CHARS = 200  # a run-on reply is cut at a clause break so TTS starts in time
+# A reply's first piece is cut at its first clause break once it has this many characters: a long
+# opening sentence ("We are open Monday to Saturday from 9 am to 8 pm, and on Sunday ...") would
+# otherwise be synthesized whole (~0.4 s on 2 cores) before the avatar makes a sound.
+FIRST_CLAUSE_MIN_CHARS = 12
+_CLAUSE_BREAK = re.compile(r"[,;:]\s|[，；：、]")
+_SENTENCE_END = re.compile(r"[.!?。！？…]")
+
+
+@dataclass(frozen=True)
+class SpokenSentence:
+    text: str
+    emotion: str
+
+
+class SentenceStream:
+    """Feed tokens as they arrive; take back the sentences that are complete."""
+
+    def __init__(
+        self,
+        default_emotion: str = "neutral",
+        max_chars: int = MAX_SENTENCE_CHARS,
+        first_clause_min_chars: int | None = FIRST_CLAUSE_MIN_CHARS,
+    ) -> None:
+        """`first_clause_min_chars=None` keeps the first sentence whole."""
+        self.emotion = default_emotion
+        self.max_chars = max_chars
+        self.first_clause_min_chars = first_clause_min_chars
+        self._emitted_any = False
+        self._raw = ""  # text not yet emitted, tags included, possibly ending in a partial tag
+        self._pending_text = ""  # tag-free text not yet emitted
+        self._sentence_emotion: str | None = None  # emotion active when the pending text began
+
+    def feed(self, token: str) -> list[SpokenSentence]:
+        self._raw += token
+        return self._drain(final=False)
+
+    def finish(self) -> list[SpokenSentence]:
+        """End of the reply: whatever is left is the last sentence."""
+        return self._drain(final=True)
+
+    def _consume_tags(self, final: bool) -> str:
+        """Remove complete tags from the raw buffer, updating the emotion; returns plain text.
+
+        A '[' with no ']' yet may be the start of a tag: it stays in the buffer until it closes
+        (or the reply ends, when it is spoken as plain text).
+        """
+        plain = []
+        while True:
+            match = _TAG.search(self._raw)
+            open_at = self._raw.find("[")
+            if match is None or (open_at != -1 and open_at < match.start()):
+                if open_at == -1 or final or len(self._raw) - open_at > 42:
+                    plain.append(self._raw)
+                    self._raw = ""
+                else:
+                    plain.append(self._raw[:open_at])
+                    self._raw = self._raw[open_at:]
+                return "".join(plain)
+            before = self._raw[: match.start()]
+            plain.append(before)
+            name = match.group(1).strip().lower()
+            self._raw = self._raw[match.end() :]
+            if name in EMOTIONS:
+                # A tag changes the expression from the next sentence that starts after it.
+                text_so_far = self._pending_text + "".join(plain)
+                if not text_so_far.strip():
+                    self._sentence_emotion = name
+                self.emotion = name
+            # Unknown tags from a model are dropped rather than spoken.
+
+    def _drain(self, final: bool) -> list[SpokenSentence]:
+        self._pending_text += self._consume_tags(final)
+        if self._sentence_emotion is None and self._pending_text.strip():
+            self._sentence_emotion = self.emotion
+        out: list[SpokenSentence] = []
+        first = self._first_clause()
+        if first is not None:
+            out.append(first)
+        pieces = (
+            split_sentences(self._pending_text, max_chars=self.max_chars)
+            if self._pending_text.strip()
+            else []
+        )
+        complete = pieces if final else pieces[:-1]
+        if not final and pieces and _certainly_ended(self._pending_text):
+            complete = pieces
+        if not final and pieces and len(pieces[-1]) >= self.max_chars:
+            complete = pieces
+        emotion = self._sentence_emotion or self.emotion
+        for text in complete:
+            out.append(SpokenSentence(text, emotion))
+            emotion = self.emotion
+        if complete:
+            consumed = _consumed_length(self._pending_text, complete)
+            self._pending_text = self._pending_text[consumed:]
+            self._sentence_emotion = self.emotion if self._pending_text.strip() else None
+        self._emitted_any = self._emitted_any or bool(out)
+        return out
+
+    def _first_clause(self) -> SpokenSentence | None:
+        """The reply's opening clause, cut off as soon as its clause break has arrived."""
+        if self._emitted_any or self.first_clause_min_chars is None:
+            return None
+        text = self._pending_text
+        offset = len(text) - len(text.lstrip())
+        for match in _CLAUSE_BREAK.finditer(text):
+            head = text[: match.start() + 1]
+            if _SENTENCE_END.search(head):
+                return None  # the first sentence ends before any clause break: keep it whole
+            if len(head.strip()) >= self.first_clause_min_chars and text[match.end() :].strip():
+                self._pending_text = text[match.start() + 1 :]
+                emotion = self._sentence_emotion or self.emotion
+                self._sentence_emotion = self.emotion
+                self._emitted_any = True
+                return SpokenSentence(head[offset:].strip(), emotion)
+        return None
+
+
+def _certainly_ended(text: str) -> bool:
+    """The text ends a sentence for sure: CJK end punctuation, or .!? followed by a space
+    after a word that is not an abbreviation ("Dr. " waits for the next word)."""
+    stripped = text.rstrip()
+    if stripped[-1:] in "。！？；":
+        return True
+    if not _ENDED_BY_SPACE.search(text):
+        return False
+    last_word = stripped.split()[-1].rstrip(".!?\"')]").lower() if stripped.split() else ""
+    return last_word not in _ABBREVIATIONS
+
+
+def _consumed_length(text: str, sentences: list[str]) -> int:
+    """Index in `text` just past the last of `sentences` (which were cut from it in order)."""
+    position = 0
+    for sentence in sentences:
+        for word in sentence.split():
+            position = text.index(word, position) + len(word)
+    return position

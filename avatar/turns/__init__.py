@@ -1,0 +1,1 @@
+"""Listening: voice activity detection and the turn detector that says when the user starts and stops."""

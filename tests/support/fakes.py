@@ -1,0 +1,143 @@
+"""Scripted stand-ins for engines, for session tests in virtual time.
+
+They live in the package (not in tests/) so that anyone embedding the session can test their
+integration the same way. Each is deterministic and instant unless told to wait on the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import numpy as np
+
+from avatar.core.types import AudioChunk, Speech, Transcript
+
+
+class ScriptedVAD:
+    """Emits given VAD events once the processed audio passes their confirmation time."""
+
+    def __init__(
+        self,
+        events: Sequence,
+        sample_rate_hz: int = 16000,
+        onset_windows: Sequence[tuple[float, float]] = (),
+    ) -> None:
+        self._pending = sorted(events, key=lambda e: e.confirmed_at_s)
+        self.sample_rate_hz = sample_rate_hz
+        self.processed_samples = 0
+        self.onset_windows = list(onset_windows)  # [start_s, end_s): an onset awaits confirmation
+
+    @property
+    def settled_until_s(self) -> float:
+        return self.processed_samples / self.sample_rate_hz
+
+    @property
+    def onset_pending(self) -> bool:
+        now_s = self.settled_until_s
+        return any(start_s <= now_s < end_s for start_s, end_s in self.onset_windows)
+
+    def process(self, chunk: AudioChunk) -> list:
+        self.processed_samples += len(chunk.pcm)
+        due = [e for e in self._pending if e.confirmed_at_s <= self.settled_until_s]
+        self._pending = self._pending[len(due) :]
+        return due
+
+
+class ScriptedASR:
+    """Returns the next scripted transcript for every call, and records what it was given."""
+
+    def __init__(self, transcripts: Sequence[Transcript]) -> None:
+        self._transcripts = list(transcripts)
+        self.calls: list[AudioChunk] = []
+        self.language_hints: list[str | None] = []
+
+    def transcribe(self, audio: AudioChunk, language: str | None = None) -> Transcript:
+        self.calls.append(audio)
+        self.language_hints.append(language)
+        return self._transcripts.pop(0)
+
+
+class ScriptedLLM:
+    """Streams scripted replies token by token, `token_delay_s` apart on the given clock."""
+
+    def __init__(self, replies: Sequence[Sequence[str]], clock=None, token_delay_s: float = 0.0) -> None:
+        self._replies = [list(r) for r in replies]
+        self.clock = clock
+        self.token_delay_s = token_delay_s
+        self.requests: list[list[dict]] = []
+        self.closed_early = 0
+
+    async def stream(self, messages: list[dict]) -> AsyncIterator[str]:
+        self.requests.append([dict(m) for m in messages])
+        tokens = self._replies.pop(0)
+        finished = False
+        try:
+            for token in tokens:
+                if self.clock is not None and self.token_delay_s:
+                    await self.clock.sleep_until(self.clock.now_s() + self.token_delay_s)
+                yield token
+            finished = True
+        finally:
+            if not finished:
+                self.closed_early += 1
+
+
+class ToneTTS:
+    """Speech of `seconds_per_word` per word: a tone whose amplitude encodes the word count."""
+
+    def __init__(self, sample_rate_hz: int = 16000, seconds_per_word: float = 0.2) -> None:
+        self.sample_rate_hz = sample_rate_hz
+        self.seconds_per_word = seconds_per_word
+        self.spoken: list[str] = []
+
+    def synthesize(self, text: str) -> Speech:
+        self.spoken.append(text)
+        n = int(len(text.split()) * self.seconds_per_word * self.sample_rate_hz)
+        t = np.arange(n) / self.sample_rate_hz
+        pcm = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+        return Speech(AudioChunk(pcm, self.sample_rate_hz), text, "en")
+
+
+class FlatLipSync:
+    """Lip-sync stand-in: 8x8 frames whose colour is the session frame index (mod 256)."""
+
+    def __init__(self, samples_per_frame: int = 640) -> None:
+        self.samples_per_frame = samples_per_frame
+        self.next_frame = 0
+        self.emotions: list[str] = []
+        self._pending = np.zeros(0, np.float32)
+
+    def set_expression(self, emotion: str) -> None:
+        self.emotions.append(emotion)
+
+    def push(self, speech: Speech) -> tuple[np.ndarray, list[np.ndarray]]:
+        audio, rows = self.prepare(speech)
+        return audio, self.draw(rows)
+
+    def prepare(self, speech: Speech) -> tuple[np.ndarray, np.ndarray]:
+        """Audio of the whole frames, and one 'weight row' per frame: its session frame index."""
+        audio = np.concatenate([self._pending, speech.audio.pcm.astype(np.float32)])
+        whole = len(audio) // self.samples_per_frame * self.samples_per_frame
+        self._pending = audio[whole:]
+        count = whole // self.samples_per_frame
+        rows = np.arange(self.next_frame, self.next_frame + count)
+        self.next_frame += count
+        return audio[:whole], rows
+
+    def draw(self, rows: np.ndarray) -> list[np.ndarray]:
+        return [np.full((8, 8, 3), int(row) % 256, np.uint8) for row in rows]
+
+    def flush(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        if not len(self._pending):
+            return np.zeros(0, np.float32), []
+        padded = np.zeros(self.samples_per_frame, np.float32)
+        padded[: len(self._pending)] = self._pending
+        self._pending = np.zeros(0, np.float32)
+        self.next_frame += 1
+        return padded, self.draw(np.array([self.next_frame - 1]))
+
+    def reset(self) -> None:
+        self._pending = np.zeros(0, np.float32)
+
+    def idle_frame(self, tick_index: int | None = None) -> np.ndarray:
+        return np.zeros((8, 8, 3), np.uint8)
