@@ -33,7 +33,8 @@ def main() -> int:
     import cv2
 
     from avatar.core.types import EMOTIONS
-    from avatar.render.job import RenderEngines, render_video
+    from avatar.engines.engine_set import EngineSet
+    from avatar.render.job import render_video
     from avatar.render.request import RenderRequest
     from lipsync.face_landmarker import FaceLandmarker
     from tests.support.lipsync_measure import measure_frames
@@ -46,7 +47,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    engines = RenderEngines()
+    engines = EngineSet()
     pairs = {}
     box = None
     try:

@@ -37,13 +37,14 @@ PHOTOS = [
 
 
 def main() -> int:
-    from avatar.render.job import RenderEngines, render_video
+    from avatar.engines.engine_set import EngineSet
+    from avatar.render.job import render_video
     from avatar.render.request import RenderRequest
     from lipsync.face_landmarker import FaceLandmarker
     from tests.support.lipsync_measure import best_lag_correlation, measure_frames, rms_envelope, smile_score
     from tests.support.media_probe import read_audio, read_video_frames
 
-    engines = RenderEngines()
+    engines = EngineSet()
     photo = ROOT / "assets" / "sample_portrait.jpg"
     try:
         with tempfile.TemporaryDirectory() as tmp, FaceLandmarker() as landmarker:

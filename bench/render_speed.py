@@ -47,14 +47,15 @@ def main() -> int:
 
     from machine_info import describe_machine
 
-    from avatar.render.job import RenderEngines, render_video
+    from avatar.engines.engine_set import EngineSet
+    from avatar.render.job import render_video
     from avatar.render.request import RenderRequest
 
     print(f"machine: {describe_machine()}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        engines = RenderEngines(cache_dir=folder / "cache")
+        engines = EngineSet(cache_dir=folder / "cache")
         try:
             for size_px in args.sizes:
                 photo = square_photo(size_px, folder)

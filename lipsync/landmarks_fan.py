@@ -5,12 +5,13 @@ family and most lip-sync research crop faces with the 68-point iBUG layout that 
 
 Why the loading is done here rather than by `face_alignment.FaceAlignment` alone: the package
 fetches missing weights from adrianbulat.com (S3FD through torch.hub, FAN through its own URL
-loader). This toolkit never downloads implicitly, so both files are checked first through the
-model registry (a missing one is an EngineUnavailable naming the file and the fix), the S3FD
-detector is given its file path, and the FAN network is loaded from our verified path by
-overriding the package's loader, so no code path can reach a URL even if torch.hub's directory
-was changed elsewhere in the process. This follows face-alignment 1.5's layout (plain state
-dicts `2DFAN4-11f355bf06.pth.tar` and `s3fd-619a316812.pth`; 1.4 used TorchScript archives).
+loader). This toolkit never downloads implicitly, so the engine is given both files' paths (the
+engine layer finds them through the model registry: `avatar.engines.engine_set.fan_landmarker`), a
+missing one is an EngineUnavailable naming the file and the fix, the S3FD detector is given its
+file path, and the FAN network is loaded from that path by overriding the package's loader, so no
+code path can reach a URL even if torch.hub's directory was changed elsewhere in the process.
+This follows face-alignment 1.5's layout (plain state dicts `2DFAN4-11f355bf06.pth.tar` and
+`s3fd-619a316812.pth`; 1.4 used TorchScript archives).
 """
 
 from __future__ import annotations
@@ -23,45 +24,34 @@ from pathlib import Path
 import numpy as np
 
 from avatar.core.errors import EngineUnavailable, InputError
-from avatar.engines.registry import get_spec, require_engine
 
 ENGINE = "face-alignment"
 NUM_POINTS = 68
 
 
-def _weight_paths(directory: Path) -> tuple[Path, Path]:
-    """(FAN, S3FD) weight paths in `directory`, named as the registry lists them."""
-    names = [model_file.relative_path for model_file in get_spec(ENGINE).files]
-    fan_name = next(name for name in names if name.startswith("2DFAN4"))
-    s3fd_name = next(name for name in names if name.startswith("s3fd"))
-    return directory / fan_name, directory / s3fd_name
-
-
 class FanLandmarker:
     """Blocking 68-point landmarker; `load()` once, `detect()` many times, `close()` when done.
 
-    `weights_dir` defaults to the registry's place for face-alignment ($TORCH_HOME/hub/checkpoints).
+    `fan_path` is the 2D-FAN state dict (2DFAN4-*.pth.tar), `s3fd_path` the S3FD detector's
+    (s3fd-*.pth), as face-alignment 1.5 names them.
     """
 
-    def __init__(self, device: str = "cpu", weights_dir: Path | None = None) -> None:
+    def __init__(self, fan_path: Path, s3fd_path: Path, device: str = "cpu") -> None:
+        self.fan_path, self.s3fd_path = Path(fan_path), Path(s3fd_path)
         self.device = device
-        self._weights_dir = weights_dir
         self._aligner = None
 
     def load(self) -> FanLandmarker:
         if self._aligner is not None:
             return self
-        if self._weights_dir is None:
-            directory = require_engine(ENGINE)
-        else:
-            directory = Path(self._weights_dir)
-            missing = [path.name for path in _weight_paths(directory) if not path.is_file()]
-            if missing:
-                raise EngineUnavailable(
-                    f"{ENGINE} is missing {missing[0]} in {directory}",
-                    f"run `avatar models download {ENGINE}` or copy {', '.join(missing)} there",
-                )
-        fan_path, s3fd_path = _weight_paths(directory)
+        fan_path, s3fd_path = self.fan_path, self.s3fd_path
+        missing = [path for path in (fan_path, s3fd_path) if not path.is_file()]
+        if missing:
+            raise EngineUnavailable(
+                f"{ENGINE} is missing {missing[0].name} in {missing[0].parent}",
+                f"run `avatar models download {ENGINE}` or copy {', '.join(p.name for p in missing)} there",
+            )
+        directory = fan_path.parent
         try:
             import face_alignment
             import torch

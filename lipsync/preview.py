@@ -46,18 +46,19 @@ def draw_detection(assets: AvatarAssets) -> np.ndarray:
     return image
 
 
-def draw_fan_preview(photo_path: Path, output_path: Path) -> int:
+def draw_fan_preview(photo_path: Path, output_path: Path, landmarker) -> int:
     """The 68 face-alignment (2D-FAN) points of every face on the photo, saved; returns the face count.
 
-    The procedural renderer needs MediaPipe's 478-point mesh, so FAN does not drive rendering: this
-    picture lets a user compare the two landmarkers on their own photo."""
+    `landmarker` is a `lipsync.landmarks_fan.FanLandmarker` (loaded here, closed when done; the
+    engine layer builds it with its weight files). The procedural renderer needs MediaPipe's
+    478-point mesh, so FAN does not drive rendering: this picture lets a user compare the two
+    landmarkers on their own photo."""
     import cv2
 
     from lipsync.avatar_assets import read_photo
-    from lipsync.landmarks_fan import FanLandmarker
 
     image = read_photo(Path(photo_path))
-    with FanLandmarker() as landmarker:
+    with landmarker:
         faces = landmarker.detect(image)
     if not faces:
         raise InputError(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install a local RTMP server (Debian nginx + its RTMP module), only when missing, for the livestream
-# tests and benchmarks and for trying `avatar live` locally (avatar/local_rtmp_server.py runs it
+# tests and benchmarks and for trying `avatar live` locally (tests/support/local_rtmp_server.py runs it
 # as a child on 127.0.0.1 with its own config; the system nginx service is not used).
 set -euo pipefail
 missing=()

@@ -74,12 +74,14 @@ def test_cache_dir_from_environment(monkeypatch, tmp_path):
 
 
 def test_missing_package_names_the_pip_package(monkeypatch, tmp_path):
-    real_find_spec = asr_whisper.importlib_util.find_spec
+    from avatar.core import optional
+
+    real_find_spec = optional.importlib_util.find_spec
 
     def find_spec(name, *args):
         return None if name == "faster_whisper" else real_find_spec(name, *args)
 
-    monkeypatch.setattr(asr_whisper.importlib_util, "find_spec", find_spec)
+    monkeypatch.setattr(optional.importlib_util, "find_spec", find_spec)
     with pytest.raises(EngineUnavailable, match="pip install faster-whisper"):
         WhisperASR(cache_dir=tmp_path).load()
 

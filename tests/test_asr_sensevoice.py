@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar.asr import sensevoice as asr_sensevoice
-from avatar.asr.sensevoice import DOWNLOAD_COMMAND, INSTALL_COMMAND, MODEL_FILES, SenseVoiceASR
+from avatar.asr.sensevoice import DOWNLOAD_COMMAND, INSTALL_COMMAND, SenseVoiceASR
 from avatar.asr.sensevoice_tags import EMOTIONS, EVENTS
+from avatar.core import optional
 from avatar.core.audio_io import load_audio, resample
 from avatar.core.errors import EngineUnavailable, InputError
 from avatar.core.types import AudioChunk, Transcript
+from avatar.engines.registry import file_names
 from tests.conftest import eval_file
 from tests.tiny_sensevoice import (
     PUBLIC_ENCODER,
@@ -33,6 +34,7 @@ from tests.tiny_sensevoice import (
     make_model,
 )
 
+MODEL_FILES = file_names("sensevoice")  # the public checkpoint, as the model registry lists it
 SPEECH_CLIP = "speech/en_female_librispeech_1995-1837-0001.wav"  # 16 kHz mono, 8.7 s
 FORCED = Transcript(text="Hello", language="en", emotion="happy", events=("Laughter",))
 
@@ -172,6 +174,13 @@ def test_missing_file_is_named_with_the_fix(random_dir, tmp_path, name):
         SenseVoiceASR(folder).load()
     assert name in caught.value.message
     assert DOWNLOAD_COMMAND in caught.value.hint
+    # built by the engine layer, the engine expects the registry's files and names them all
+    from avatar.engines.engine_set import sensevoice_asr
+
+    with pytest.raises(EngineUnavailable) as caught:
+        sensevoice_asr(folder).load()
+    assert name in caught.value.message
+    assert all(expected in caught.value.hint for expected in MODEL_FILES)
 
 
 def test_missing_folder_and_foreign_config(random_dir, tmp_path):
@@ -205,9 +214,9 @@ def test_weights_that_do_not_fit_the_config_fail_instead_of_running_random(rando
 
 
 def test_missing_funasr_names_the_extra(random_dir, monkeypatch):
-    real_find_spec = asr_sensevoice.importlib_util.find_spec
+    real_find_spec = optional.importlib_util.find_spec
     monkeypatch.setattr(
-        asr_sensevoice.importlib_util,
+        optional.importlib_util,
         "find_spec",
         lambda name, *args: None if name == "funasr" else real_find_spec(name, *args),
     )
@@ -217,10 +226,10 @@ def test_missing_funasr_names_the_extra(random_dir, monkeypatch):
 
 
 def test_missing_fbank_backend_names_the_extra(random_dir, monkeypatch):
-    real_find_spec = asr_sensevoice.importlib_util.find_spec
+    real_find_spec = optional.importlib_util.find_spec
     absent = ("kaldi_native_fbank", "torchaudio")
     monkeypatch.setattr(
-        asr_sensevoice.importlib_util,
+        optional.importlib_util,
         "find_spec",
         lambda name, *args: None if name in absent else real_find_spec(name, *args),
     )
@@ -268,11 +277,12 @@ def test_unknown_language_is_an_input_error(random_dir):
 
 def test_chosen_by_name_in_the_cli_and_the_live_config(forced_dir, capsys):
     from avatar.cli import main
-    from avatar.engines.live_set import LiveConfig, load_asr
+    from avatar.engines.engine_set import EngineSet
+    from avatar.engines.live_set import LiveConfig
 
     clip = str(eval_file(SPEECH_CLIP))
     assert main(["transcribe", "--asr", "sensevoice", "--asr-model-dir", str(forced_dir), clip]) == 0
     assert capsys.readouterr().out.strip() == "[en | happy | Laughter] Hello"
     config = LiveConfig(Path("assets/sample_portrait.jpg"), asr="sensevoice", asr_model_dir=forced_dir)
-    asr = load_asr(config)
+    asr = EngineSet().recognizer(config.asr, config.asr_model_dir)  # what the live server loads
     assert isinstance(asr, SenseVoiceASR) and asr.model_dir == forced_dir

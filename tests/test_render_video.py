@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar.render.job import RenderEngines, render_video
+from avatar.engines.engine_set import EngineSet
+from avatar.render.job import render_video
 from avatar.render.request import RenderRequest
 from tests.conftest import ROOT, SAMPLE_PORTRAIT, eval_file
 from tests.support.lipsync_measure import best_lag_correlation, measure_frames, rms_envelope, smile_score
@@ -19,7 +20,7 @@ FPS = 25
 
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory):
-    engines = RenderEngines(cache_dir=tmp_path_factory.mktemp("cache"))
+    engines = EngineSet(cache_dir=tmp_path_factory.mktemp("cache"))
     yield engines
     engines.close()
 
@@ -193,7 +194,7 @@ def test_cli_batch_renders_every_job_and_reports_failures(tmp_path):
 
 
 def test_a_photo_replaced_under_the_same_path_is_prepared_again(engines, tmp_path):
-    """Long-lived processes (the web console) keep one RenderEngines: the cache must see a new file."""
+    """Long-lived processes (the web console) keep one EngineSet: the cache must see a new file."""
     import os
     import shutil
 

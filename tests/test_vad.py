@@ -13,8 +13,8 @@ import pytest
 
 from avatar.core.audio_io import load_audio
 from avatar.core.errors import EngineUnavailable, InputError
-from avatar.core.types import AudioChunk
-from avatar.turns.turn_detector import TurnDetector, UserSpeechStarted, UserTurnEnded, VADEvent
+from avatar.core.types import AudioChunk, UserSpeechStarted, UserTurnEnded, VADEvent
+from avatar.turns.turn_detector import TurnDetector
 from bench.vad_latency import NON_SPEECH_CLIPS, SPEECH_CLIPS, padded, speech_bounds_by_energy
 from tests.conftest import eval_file
 

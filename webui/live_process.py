@@ -47,7 +47,9 @@ def serve_command(
 ) -> list[str]:
     """`avatar serve` for a library avatar, bound to loopback only.
 
-    No --llm: serve picks the offline answerer when the avatar has a knowledge file, else the stub.
+    No --llm: serve resolves the reply engine itself (`avatar.engines.replies.resolve_llm`): a chat
+    model when $AVATAR_LLM_BASE_URL is set, else the offline answerer with the avatar's knowledge
+    file, else with the built-in notes about the avatar. Never the benchmark stub.
     """
     args = [python, "-m", "avatar", "serve", "--avatar", avatar, "--host", LIVE_HOST, "--port", str(port)]
     if library is not None:
@@ -86,6 +88,7 @@ class LiveServerProcess:
         self._avatar: str | None = None
         self._port: int | None = None
         self._log_path: Path | None = None
+        self._reply_engine: str | None = None  # what the child's /health says answers
         atexit.register(self.stop)
 
     @property
@@ -138,7 +141,7 @@ class LiveServerProcess:
                 )
             try:
                 with opener.open(health, timeout=2.0) as response:
-                    json.loads(response.read())
+                    self._reply_engine = json.loads(response.read()).get("reply_engine")
                     return
             except (OSError, ValueError):
                 pass
@@ -155,7 +158,7 @@ class LiveServerProcess:
         """Terminate the child (SIGTERM, then SIGKILL after 10 s) and wait for it; idempotent."""
         with self._lock:
             process, self._process = self._process, None
-            self._avatar, self._port = None, None
+            self._avatar, self._port, self._reply_engine = None, None, None
             if process is None or process.poll() is not None:
                 return
             log.info("stopping the live server (pid %d)", process.pid)
@@ -178,10 +181,11 @@ class LiveServerProcess:
                 return LiveStatus(
                     False, avatar, None, None, f"stopped (exit code {code}{': ' + reason if reason else ''})"
                 )
+            replies = f"; replies: {self._reply_engine}" if self._reply_engine else ""
             return LiveStatus(
                 True,
                 self._avatar,
                 self.url,
                 process.pid,
-                f"serving {self._avatar} at {self.url} (pid {process.pid})",
+                f"serving {self._avatar} at {self.url} (pid {process.pid}){replies}",
             )

@@ -32,8 +32,8 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from importlib import util as importlib_util
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +41,8 @@ import numpy as np
 from avatar.asr.sensevoice_tags import SenseVoiceTags, parse_sensevoice
 from avatar.core.audio_io import SILENCE_PEAK_DBFS, resample
 from avatar.core.errors import EngineUnavailable, InputError
+from avatar.core.optional import module_available
 from avatar.core.types import AudioChunk, Transcript
-from avatar.engines.registry import get_spec
 
 SENSEVOICE_SAMPLE_RATE_HZ = 16000
 # Language hints the model has query embeddings for (funasr's SenseVoiceSmall.lid_dict);
@@ -50,12 +50,10 @@ SENSEVOICE_SAMPLE_RATE_HZ = 16000
 SENSEVOICE_LANGUAGES = ("auto", "zh", "en", "yue", "ja", "ko", "nospeech")
 DOWNLOAD_COMMAND = "avatar models download sensevoice"
 INSTALL_COMMAND = "pip install '.[asr]'"
-# Files of the public checkpoint, as the model registry lists them: three names funasr itself
-# opens, then the CMVN and tokenizer files that the folder's configuration.json points at.
+# The three names funasr itself opens; the CMVN and tokenizer files are the ones the folder's
+# configuration.json points at. The public checkpoint's full list is the model registry's, which
+# the engine layer passes in as `expected_files` (this module does not read the registry).
 FIXED_FILES = ("config.yaml", "configuration.json", "model.pt")
-MODEL_FILES = FIXED_FILES + tuple(
-    entry.relative_path for entry in get_spec("sensevoice").files if entry.relative_path not in FIXED_FILES
-)
 MIN_AUDIO_S = 0.025  # one 25 ms analysis frame
 
 
@@ -70,8 +68,12 @@ class SenseVoiceASR:
         use_itn: bool = True,
         language: str = "auto",
         cpu_threads: int | None = None,
+        expected_files: Sequence[str] = FIXED_FILES,
     ) -> None:
+        """`expected_files`: the checkpoint's files (the registry's list), named when some are
+        missing; without configuration.json, its CMVN and tokenizer names are the ones expected."""
         self.model_dir = Path(model_dir)
+        self.expected_files = tuple(dict.fromkeys([*FIXED_FILES, *expected_files]))
         self.device = device
         self.use_itn = use_itn
         self.language = _language_hint(language)
@@ -83,16 +85,16 @@ class SenseVoiceASR:
         if self._model is not None:
             return self
         for module in ("torch", "funasr"):
-            if importlib_util.find_spec(module) is None:
+            if not module_available(module):
                 raise EngineUnavailable(
                     f"SenseVoice needs the Python package {module!r}, which is not installed", INSTALL_COMMAND
                 )
-        if not any(importlib_util.find_spec(m) for m in ("kaldi_native_fbank", "torchaudio")):
+        if not any(module_available(m) for m in ("kaldi_native_fbank", "torchaudio")):
             raise EngineUnavailable(
                 "SenseVoice's features need kaldi-native-fbank (or torchaudio), which is not installed",
                 INSTALL_COMMAND,
             )
-        check_model_dir(self.model_dir)
+        check_model_dir(self.model_dir, self.expected_files)
         import torch
 
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -166,23 +168,26 @@ def _root_logging_kept():
         root.setLevel(level)
 
 
-def check_model_dir(model_dir: Path) -> None:
+def check_model_dir(model_dir: Path, expected_files: Sequence[str] = FIXED_FILES) -> None:
     """EngineUnavailable naming every missing file, or a config for another model; stat and a
     small YAML/JSON read only, so it is cheap to call before importing funasr."""
     model_dir = Path(model_dir)
+    expected = list(dict.fromkeys([*FIXED_FILES, *expected_files]))
+
+    def hint() -> str:
+        return f"run `{DOWNLOAD_COMMAND}`, or copy {', '.join(expected)} into {model_dir}"
+
     if not model_dir.is_dir():
-        raise EngineUnavailable(f"SenseVoice model folder {model_dir} does not exist", _files_hint(model_dir))
+        raise EngineUnavailable(f"SenseVoice model folder {model_dir} does not exist", hint())
     # configuration.json says which tokenizer and CMVN files funasr will open; without it, the
-    # public names are expected (and configuration.json itself is reported missing).
+    # expected names are wanted (and configuration.json itself is reported missing).
     metas_path = model_dir / "configuration.json"
-    referenced = (
-        _referenced_files(metas_path) if metas_path.is_file() else list(MODEL_FILES[len(FIXED_FILES) :])
-    )
+    referenced = _referenced_files(metas_path, hint) if metas_path.is_file() else expected
     wanted = list(dict.fromkeys([*FIXED_FILES, *referenced]))
     missing = [name for name in wanted if not (model_dir / name).is_file()]
     if missing:
         raise EngineUnavailable(
-            f"SenseVoice model folder {model_dir} is missing {', '.join(missing)}", _files_hint(model_dir)
+            f"SenseVoice model folder {model_dir} is missing {', '.join(missing)}", hint()
         )
     import yaml
 
@@ -190,24 +195,22 @@ def check_model_dir(model_dir: Path) -> None:
         config = yaml.safe_load((model_dir / "config.yaml").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise EngineUnavailable(
-            f"{model_dir / 'config.yaml'} is unreadable ({type(error).__name__})", _files_hint(model_dir)
+            f"{model_dir / 'config.yaml'} is unreadable ({type(error).__name__})", hint()
         ) from error
     model_name = config.get("model") if isinstance(config, dict) else None
     if model_name != "SenseVoiceSmall":
         raise EngineUnavailable(
             f"{model_dir / 'config.yaml'} describes model {model_name!r}, not SenseVoiceSmall",
-            _files_hint(model_dir),
+            hint(),
         )
 
 
-def _referenced_files(metas_path: Path) -> list[str]:
+def _referenced_files(metas_path: Path, hint: Callable[[], str]) -> list[str]:
     """File names configuration.json's `file_path_metas` points funasr at (relative to the folder)."""
     try:
         metas = json.loads(metas_path.read_text(encoding="utf-8")).get("file_path_metas", {})
     except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
-        raise EngineUnavailable(
-            f"{metas_path} is not valid JSON ({type(error).__name__})", _files_hint(metas_path.parent)
-        ) from error
+        raise EngineUnavailable(f"{metas_path} is not valid JSON ({type(error).__name__})", hint()) from error
     names: list[str] = []
     pending = [metas]
     while pending:
@@ -219,10 +222,6 @@ def _referenced_files(metas_path: Path) -> list[str]:
         elif isinstance(node, str):
             names.append(node)
     return sorted(names)
-
-
-def _files_hint(model_dir: Path) -> str:
-    return f"run `{DOWNLOAD_COMMAND}`, or copy {', '.join(MODEL_FILES)} into {model_dir}"
 
 
 def _language_hint(language: str) -> str:

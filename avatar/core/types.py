@@ -8,6 +8,7 @@ because engines disagree (Piper 22.05 kHz, Whisper 16 kHz, the A/V clock 16 kHz)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -95,3 +96,59 @@ class TextSegment:
     emotion: str = "neutral"
     pause_after_s: float = 0.0
     extra: dict = field(default_factory=dict)
+
+
+# Listening: what the VAD and the turn detector tell the conversation.
+VADEventKind = Literal["speech_start", "speech_end"]
+
+
+@dataclass(frozen=True)
+class VADEvent:
+    """A confirmed change between silence and speech, timed where it happened in the stream.
+
+    `sample_index` counts samples at the VAD's rate (`sample_rate_hz`) from the stream start and
+    marks where speech actually began or ended; `confirmed_at_s` is when the VAD could say so
+    (after its minimum speech or silence duration), so `confirmed_at_s - time_s` is the decision
+    latency. `probability` is the model's speech probability for the frame at `sample_index`.
+    """
+
+    kind: VADEventKind
+    sample_index: int
+    time_s: float
+    probability: float
+    confirmed_at_s: float
+    sample_rate_hz: int = 16000
+
+
+@dataclass(frozen=True)
+class UserSpeechStarted:
+    """The user is talking: cancel the avatar's turn. `at_s` is the speech onset in the stream."""
+
+    at_s: float
+    sample_index: int
+    confirmed_at_s: float
+
+
+@dataclass(frozen=True)
+class UserTurnEnded:
+    """The user finished a turn: samples [start_sample, end_sample) at `sample_rate_hz` are it."""
+
+    start_s: float
+    end_s: float
+    start_sample: int
+    end_sample: int
+    sample_rate_hz: int
+    confirmed_at_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    def sample_range(self, sample_rate_hz: int) -> tuple[int, int]:
+        """The turn as [start, end) sample indices of a stream at another rate (e.g. 48 kHz mic)."""
+        start = self.start_sample * sample_rate_hz // self.sample_rate_hz
+        end = -(-self.end_sample * sample_rate_hz // self.sample_rate_hz)  # ceil: never cut the tail
+        return start, end
+
+
+TurnEvent = UserSpeechStarted | UserTurnEnded

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avatar.core.errors import EngineUnavailable, InputError
+from avatar.engines.registry import cloning_options, engine_dir, engine_options, file_names, require_engine
 
-TTS_ENGINES = ("embedded", "cosyvoice", "cosyvoice-http", "dashscope")
-LIPSYNC_ENGINES = ("procedural", "wav2lip", "wav2lip_gan")
-CLONING_ENGINES = ("cosyvoice", "cosyvoice-http")  # they clone from --voice (a recording + its text)
+# The names --tts and --lipsync accept, as the model registry lists them (the first is the default).
+TTS_ENGINES = engine_options("tts")
+LIPSYNC_ENGINES = engine_options("lipsync")
+CLONING_ENGINES = cloning_options()  # they clone from --voice (a recording + its text)
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,6 @@ def cloned_voice_engine(
             language=language,
             model_version=choice.cosyvoice_version,
         ).load()
-    from avatar.engines.registry import engine_dir
     from voices.cosyvoice_local import CosyVoiceLocalTTS
 
     model_dir = choice.cosyvoice_model_dir or engine_dir(f"cosyvoice{choice.cosyvoice_version}")
@@ -129,7 +130,4 @@ def wav2lip_checkpoint_path(choice: EngineChoice) -> Path:
                 f"run `avatar models download {choice.lipsync}` or give the .pth file's path",
             )
         return path
-    from avatar.engines.registry import get_spec, require_engine
-
-    folder = require_engine(choice.lipsync)
-    return folder / get_spec(choice.lipsync).files[0].relative_path
+    return require_engine(choice.lipsync) / file_names(choice.lipsync)[0]

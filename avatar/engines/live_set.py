@@ -1,8 +1,11 @@
-"""Engines of the live server: loaded once per process, shared by every session.
+"""Engines of the live servers (`avatar serve`, `avatar live`): loaded once per process, shared by
+every session.
 
-Sessions run on one event loop, so blocking calls are serialised per engine with asyncio locks
-(Whisper must be called from one thread at a time, and on 2 cores parallel TTS calls would only
-slow each other down) and run in worker threads so pacing never stalls.
+The engines themselves come from the process's `EngineSet` (the same one a render uses); what this
+adds is the live side: the avatar's configuration, the engines it needs picked out of the set, and
+locks. Sessions run on one event loop, so blocking calls are serialised per engine with asyncio
+locks (Whisper must be called from one thread at a time, and on 2 cores parallel TTS calls would
+only slow each other down) and run in worker threads so pacing never stalls.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from avatar.core.errors import InputError
 from avatar.engines.choice import EngineChoice
-
-LLM_KINDS = ("stub", "answerer", "openai", "local")
+from avatar.engines.engine_set import EngineSet
+from avatar.engines.replies import check_llm, describe_llm
+from avatar.speech.speaker import AvatarVoice  # one avatar's voice over the shared engines
 
 
 def limit_kernel_threads() -> None:
@@ -39,7 +42,7 @@ class LiveConfig:
     photo_path: Path
     size_px: int | None = 512
     face_index: int | None = None
-    llm: str = "stub"
+    llm: str = "answerer"  # see avatar.engines.replies.resolve_llm; "stub" only when asked for
     knowledge_paths: tuple[Path, ...] = ()
     persona_name: str = "Mona"
     greeting: str | None = None
@@ -76,155 +79,82 @@ class LiveConfig:
         return persona
 
 
-def load_asr(config: LiveConfig):
-    """The recogniser named by `config.asr` (blocking)."""
-    if config.asr == "sensevoice":
-        from avatar.asr.sensevoice import SenseVoiceASR
-        from avatar.engines.registry import engine_dir
-
-        return SenseVoiceASR(config.asr_model_dir or engine_dir("sensevoice")).load()
-    if config.asr != "whisper":
-        raise InputError(f"unknown --asr {config.asr!r}", "use whisper or sensevoice")
-    from avatar.asr.whisper import WhisperASR
-
-    # greedy decoding over a window just longer than the turn: ~0.1 s per question instead
-    # of ~0.7 s, same words on our tests (see avatar/asr/whisper.py)
-    return WhisperASR(beam_size=1, short_window=True).load()
-
-
-def load_llm(config: LiveConfig):
-    """The reply engine named by `config.llm` (blocking: the answerer and a local model load weights).
-
-    The OpenAI-compatible client is built first (a missing URL or model fails here, in one line)
-    and then asked for its model list, so an unreachable server is reported at startup instead of
-    as a fallback line in the first conversation."""
-    if config.llm == "answerer":
-        from avatar.llm.answerer import OfflineAnswerer
-
-        return OfflineAnswerer(list(config.knowledge_paths), config.persona_name, config.greeting).load()
-    if config.llm == "openai":
-        from avatar.llm.openai_compat import OpenAICompatibleLLM
-
-        llm = OpenAICompatibleLLM(config.llm_url, config.llm_model)
-        llm.check()
-        return llm
-    if config.llm == "local":
-        from avatar.llm.local_model import TransformersLLM
-
-        return TransformersLLM(config.llm_model_dir).load()
-    from avatar.llm.stub import InstantReplyLLM
-
-    return InstantReplyLLM()
-
-
-class AvatarVoice:
-    """Speech in one avatar's voice: the shared TTS engines (a `TTSSelector`), in the configured
-    language or the one detected per sentence, DSP-matched to the avatar's voice profile if any;
-    or, with a neural voice (`cloned`, e.g. CosyVoice), that engine alone: it already sounds like
-    the avatar and speaks every language it knows."""
-
-    def __init__(self, tts, profile=None, language: str | None = None, cloned=None) -> None:
-        self._tts, self._profile, self._language, self._cloned = tts, profile, language, cloned
-
-    def synthesize(self, text: str):
-        from voices.language import detect_language
-
-        if self._cloned is not None:
-            return self._cloned.synthesize(text)
-
-        engine = self._tts.get(self._language or detect_language(text))
-        if self._profile is not None:
-            from voices.voice_match import VoiceMatchedTTS
-
-            engine = VoiceMatchedTTS(engine, self._profile)  # a thin wrapper: cheap per call
-        return engine.synthesize(text)
-
-
 class LiveEngines:
-    """Shared engines plus per-engine locks."""
+    """The avatar's engines out of the process's `EngineSet`, plus per-engine locks."""
 
-    def __init__(self, config: LiveConfig) -> None:
-        if config.llm not in LLM_KINDS:
-            raise InputError(f"unknown --llm {config.llm!r}", f"use one of: {', '.join(LLM_KINDS)}")
-        if config.llm == "answerer" and not config.knowledge_paths:
-            raise InputError("--llm answerer needs --knowledge FILE", "e.g. assets/knowledge/shop_faq.md")
-        if config.llm == "local" and config.llm_model_dir is None:
-            raise InputError("--llm local needs --llm-model-dir DIR", "a transformers chat model folder")
+    def __init__(self, config: LiveConfig, engines: EngineSet | None = None) -> None:
+        """`engines`: the process's engine set to draw from (default: a new one, closed with this)."""
+        check_llm(config)
         self.config = config
+        self.engines = engines if engines is not None else EngineSet(config.tts_choice)
+        self._owns_engines = engines is None
         self.renderer = None
         self.vad_model = None
         self.asr = None
         self.tts = None
         self.voice_profile = None
         self.cloned_voice = None  # the neural TTS of config.tts_choice, in the avatar's voice
-        self._cloned_by_sample: dict[tuple, Any] = {}
         self.llm = None
+        self.reply_engine = describe_llm(config)  # one line for the start-up log and /health
         self._locks: dict[str, asyncio.Lock] = {}
 
     def load(self, *, listening: bool = True) -> LiveEngines:
         """Blocking: prepare the avatar and load every model (a few seconds).
 
         `listening=False` skips the microphone side (VAD, Whisper): a livestream only speaks."""
-        from avatar.turns.vad_silero import SileroModel
-        from lipsync.avatar_assets import prepare_avatar
-        from lipsync.procedural_renderer import ProceduralRenderer
-
-        config = self.config
+        config, engines = self.config, self.engines
         limit_kernel_threads()
         self.load_voice()  # first: a bad voice profile or an unreachable LLM fails before the slow loads
-        self.llm = load_llm(config)
-        assets = prepare_avatar(config.photo_path, config.size_px, config.face_index)
-        self.renderer = ProceduralRenderer(assets)
+        self.llm = engines.chat_model(config)
+        self.reply_engine = describe_llm(config, self.llm)
+        self.renderer = engines.renderer(config.photo_path, config.size_px, config.face_index)
         if listening:
-            self.vad_model = SileroModel()
-            self.asr = load_asr(config)
+            self.vad_model = engines.vad_model()
+            self.asr = engines.recognizer(config.asr, config.asr_model_dir)
         self.tts.get(config.language or "en")
         return self
 
     def load_voice(self) -> LiveEngines:
         """The TTS selector and the voice profile to match toward (if any); engines load lazily."""
-        from voices.tts_select import TTSSelector
-
         if self.config.voice_profile_path is not None and self.voice_profile is None:
-            from voices.voice_profile import VoiceProfile
-
-            self.voice_profile = VoiceProfile.load(self.config.voice_profile_path)
+            self.voice_profile = self.engines.voice_profile(self.config.voice_profile_path)
         if self.tts is None:
-            self.tts = TTSSelector()
+            self.tts = self.engines.tts_selector()
         if self.config.tts_choice.tts != "embedded" and self.cloned_voice is None:
             choice = self.config.tts_choice
             self.cloned_voice = self.clone_voice(self.config.voice_sample_path, choice.voice_text or "")
         return self
 
     def clone_voice(self, sample_path: Path | None, text: str = ""):
-        """Blocking: the neural TTS in the voice of `sample_path` (kept per sample: a livestream that
-        switches back to an avatar does not load it again)."""
-        from avatar.engines.choice import cloned_voice_engine
-
-        key = (str(sample_path), text)
-        if key not in self._cloned_by_sample:
-            language = self.config.language or "en"
-            self._cloned_by_sample[key] = cloned_voice_engine(
-                self.config.tts_choice, sample_path, text, language
-            )
-        return self._cloned_by_sample[key]
+        """Blocking: the neural TTS in the voice of `sample_path` (kept by the engine set per sample
+        file, transcript and language: a livestream that switches back to an avatar does not load it
+        again)."""
+        return self.engines.cloned_voice(sample_path, self.config.language or "en", text)
 
     def voice(self, profile=None, language: str | None = None, cloned=None) -> AvatarVoice:
-        return AvatarVoice(self.tts, profile, language, cloned)
+        """One avatar's voice over the shared engines: `cloned` alone, else the embedded voice for
+        `language` (None: detected per sentence), DSP-matched toward `profile` when given."""
+        matcher = None
+        if profile is not None and cloned is None:
+            from voices.voice_match import VoiceProfileMatcher
 
-    def synthesize(self, text: str):
-        """One sentence of reply speech, in the avatar's matched voice when it has a profile."""
-        return self.voice(self.voice_profile, self.config.language, self.cloned_voice).synthesize(text)
+            matcher = VoiceProfileMatcher(profile)
+        return AvatarVoice(self.tts.get, language=language, matcher=matcher, cloned=cloned)
 
-    async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def synthesize(self, text: str, *, emotion: str | None = None):
+        """One sentence of reply speech with its emotion, in the avatar's voice (see `voice`)."""
+        voice = self.voice(self.voice_profile, self.config.language, self.cloned_voice)
+        return voice.synthesize(text, emotion=emotion)
+
+    async def run_blocking(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking engine call in a thread, one call at a time per engine."""
         owner = getattr(fn, "__self__", None)
         shared = owner is not None and (owner is self.asr or owner is self)  # Whisper, TTS (self.synthesize)
         if not shared:  # per-session work (a session's own lip-sync) may run in parallel
-            return await asyncio.to_thread(fn, *args)
+            return await asyncio.to_thread(fn, *args, **kwargs)
         lock = self._locks.setdefault(type(owner).__name__, asyncio.Lock())
         async with lock:
-            work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+            work = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
             try:
                 return await asyncio.shield(work)
             except asyncio.CancelledError:
@@ -234,8 +164,6 @@ class LiveEngines:
                 raise
 
     def close(self) -> None:
-        if self.tts is not None:
-            self.tts.close()
-        for engine in self._cloned_by_sample.values():
-            engine.close()
-        self._cloned_by_sample.clear()
+        """Close the engines when the set is this object's own (a shared set is its owner's)."""
+        if self._owns_engines:
+            self.engines.close()

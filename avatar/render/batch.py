@@ -273,10 +273,11 @@ class JobRunner:
     def _render(self, request: RenderRequest) -> RenderResult:
         if self._render_fn is not None:
             return self._render_fn(request)
-        from avatar.render.job import RenderEngines, render_video
+        from avatar.engines.engine_set import EngineSet
+        from avatar.render.job import render_video
 
         if self._engines is None:
-            self._engines = RenderEngines()
+            self._engines = EngineSet()
         return render_video(request, self._engines)
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
 """Render one talking-head video: photo + (text | audio) -> H.264/AAC MP4.
 
-`RenderEngines` loads each engine once and keeps it for the next job, so the batch runner's
-worker processes and the web console pay model loading once, not per video.
+The engines come from an `EngineSet` (avatar.engines.engine_set), which loads each one once and
+keeps it for the next job, so the batch runner's worker processes and the web console pay model
+loading once, not per video.
 """
 
 from __future__ import annotations
@@ -12,129 +13,10 @@ from pathlib import Path
 
 from avatar.core.errors import InputError
 from avatar.core.types import EMOTIONS, FRAME_RATE_FPS, Speech
-from avatar.engines.choice import EngineChoice
+from avatar.engines.engine_set import EngineSet
 from avatar.render.request import RenderRequest, RenderResult
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-def _file_identity(path: Path) -> tuple[str, int, int]:
-    """(resolved path, size, modification time in ns): changes whenever the file is replaced."""
-    resolved = Path(path).resolve()
-    try:
-        stat = resolved.stat()
-    except OSError:
-        return (str(resolved), -1, -1)  # a missing file fails later with the loader's own error
-    return (str(resolved), stat.st_size, stat.st_mtime_ns)
-
-
-class RenderEngines:
-    """Lazily loaded engines shared by consecutive jobs in one process."""
-
-    def __init__(self, cache_dir: Path | None = None, choice: EngineChoice | None = None) -> None:
-        self.cache_dir = cache_dir
-        self.choice = choice or EngineChoice()
-        self.choice.validate()
-        self._tts = None
-        self._cloned: dict[tuple, object] = {}
-        self._profiles: dict[tuple[str, float], object] = {}
-        self._renderers: dict[tuple, object] = {}
-        self._landmarker = None
-        self._asr = None
-        self._phonemizer = None
-
-    def asr(self):
-        if self._asr is None:
-            from avatar.asr.whisper import WhisperASR
-
-            self._asr = WhisperASR().load()
-        return self._asr
-
-    def phonemizer(self):
-        if self._phonemizer is None:
-            from lipsync.recorded_phonemes import RecordedPhonemizer
-
-            self._phonemizer = RecordedPhonemizer()
-        return self._phonemizer
-
-    def landmarker(self):
-        if self._landmarker is None:
-            from lipsync.face_landmarker import FaceLandmarker
-
-            self._landmarker = FaceLandmarker()
-        return self._landmarker
-
-    def tts(self, language: str):
-        if self._tts is None:
-            from voices.tts_select import TTSSelector
-
-            self._tts = TTSSelector()
-        return self._tts.get(language)
-
-    def cloned_voice(self, sample_path: Path | None, language: str):
-        """The neural TTS of `choice.tts` in the voice of `sample_path` (CosyVoice needs to know what
-        the sample says: --voice-text, else Whisper's transcript of it)."""
-        key = (_file_identity(sample_path) if sample_path is not None else None, language)
-        if key not in self._cloned:
-            from avatar.core.audio_io import load_audio
-            from avatar.engines.choice import cloned_voice_engine
-
-            def transcribe(path: Path) -> str:  # the Whisper this process has loaded anyway
-                return self.asr().transcribe(load_audio(path, sample_rate_hz=16000)).text
-
-            self._cloned[key] = cloned_voice_engine(
-                self.choice, sample_path, self.choice.voice_text or "", language, transcribe
-            )
-        return self._cloned[key]
-
-    def voice_profile(self, sample_path: Path):
-        key = _file_identity(sample_path)
-        if key not in self._profiles:
-            from voices.voice_profile import VoiceProfile, build_voice_profile
-
-            path = Path(sample_path)
-            # A saved profile (avatar voice-profile) is reused as is; a recording is analysed.
-            if path.suffix.lower() == ".json":
-                self._profiles[key] = VoiceProfile.load(path)
-            else:
-                self._profiles[key] = build_voice_profile(path, name=path.stem)
-        return self._profiles[key]
-
-    def renderer(self, photo_path: Path, size_px: int | None, face_index: int | None):
-        # The file's identity, not only its path: a long-lived process (the web console) may see a
-        # new photo saved under the same name, which must not reuse the old face.
-        key = (*_file_identity(photo_path), size_px, face_index)
-        if key not in self._renderers:
-            from lipsync.avatar_assets import prepare_avatar
-            from lipsync.procedural_renderer import ProceduralRenderer
-
-            assets = prepare_avatar(
-                photo_path,
-                size_px,
-                face_index,
-                cache_dir=self.cache_dir,
-                landmarker=self.landmarker(),
-            )
-            renderer = ProceduralRenderer(assets, fps=FRAME_RATE_FPS)
-            if self.choice.lipsync != "procedural":
-                from avatar.engines.choice import wav2lip_checkpoint_path
-                from lipsync.wav2lip_renderer import Wav2LipRenderer
-
-                checkpoint = wav2lip_checkpoint_path(self.choice)
-                renderer = Wav2LipRenderer(renderer, checkpoint, device=self.choice.device).load()
-            self._renderers[key] = renderer
-        return self._renderers[key]
-
-    def close(self) -> None:
-        if self._tts is not None:
-            self._tts.close()
-            self._tts = None
-        for engine in self._cloned.values():
-            engine.close()
-        self._cloned.clear()
-        if self._landmarker is not None:
-            self._landmarker.close()
-            self._landmarker = None
 
 
 def validate_request(request: RenderRequest) -> None:
@@ -175,45 +57,45 @@ def validate_request(request: RenderRequest) -> None:
         raise InputError(f"output folder does not exist: {output.parent}", "create it first")
 
 
-def speech_from_text(request: RenderRequest, engines: RenderEngines, progress: ProgressFn | None):
+def speech_from_text(request: RenderRequest, engines: EngineSet, progress: ProgressFn | None):
+    """The script spoken the one way (`avatar.speech.speaker`): each sentence with its emotion, in the
+    cloned voice or the embedded one (DSP-matched to `--voice`), wordless sentences left out."""
+    import logging
+
     from avatar.core.audio_io import resample
     from avatar.core.text_script import parse_script, split_sentences
     from avatar.speech.assembly import assemble_speech
+    from avatar.speech.speaker import AvatarVoice, speak_now
     from voices.language import detect_language
 
     segments = parse_script(request.text, default_emotion=request.emotion)
     if engines.choice.tts != "embedded":
         # a cloning engine speaks in the sample's own voice: no DSP matching on top
         language = request.language or detect_language(" ".join(s.text for s in segments))
-        engine = engines.cloned_voice(request.voice_sample_path, language)
-        profile = None
-
-        def synthesize(sentence: str, emotion: str) -> Speech:
-            return engine.synthesize(sentence, emotion=emotion)
-
+        voice = AvatarVoice(cloned=engines.cloned_voice(request.voice_sample_path, language))
     else:
-        profile = engines.voice_profile(request.voice_sample_path) if request.voice_sample_path else None
+        matcher = None
+        if request.voice_sample_path:
+            from voices.voice_match import VoiceProfileMatcher
 
-        def synthesize(sentence: str, emotion: str) -> Speech:
-            language = request.language or detect_language(sentence)
-            return engines.tts(language).synthesize(sentence)
+            matcher = VoiceProfileMatcher(engines.voice_profile(request.voice_sample_path))
+        voice = AvatarVoice(engines.tts, language=request.language, matcher=matcher)
 
-    transform = None
-    if profile is not None:
-        from voices.voice_match import match_voice
+    def log_skip(skipped) -> None:
+        logging.getLogger("avatar.render").info("left out %r: %s", skipped.text, skipped.reason)
 
-        def transform(speech: Speech) -> Speech:
-            return match_voice(speech, profile)
+    def synthesize(sentence: str, emotion: str) -> Speech | None:
+        return speak_now(voice, sentence, emotion, on_skip=log_skip)
 
     def on_sentence(done: int, total: int) -> None:
         if progress is not None:
             progress("speech", done, total)
 
-    return assemble_speech(segments, synthesize, split_sentences, resample, transform, on_sentence)
+    return assemble_speech(segments, synthesize, split_sentences, resample, on_sentence)
 
 
 def speech_from_audio(
-    request: RenderRequest, engines: RenderEngines
+    request: RenderRequest, engines: EngineSet
 ) -> tuple[Speech, list[tuple[float, float, str]]]:
     """Recorded speech; optionally with phoneme timing from ASR word timestamps + g2p."""
     from avatar.core.audio_io import load_audio
@@ -228,7 +110,7 @@ def speech_from_audio(
 
 
 def render_video(
-    request: RenderRequest, engines: RenderEngines | None = None, progress: ProgressFn | None = None
+    request: RenderRequest, engines: EngineSet | None = None, progress: ProgressFn | None = None
 ) -> RenderResult:
     """The whole job. Raises InputError/EngineUnavailable with one-line messages; leaves no partial file."""
     from avatar.render.video_writer import write_mp4
@@ -237,7 +119,7 @@ def render_video(
     validate_request(request)
     started = time.perf_counter()
     owned = engines is None
-    engines = engines or RenderEngines()
+    engines = engines or EngineSet()
     try:
         renderer = engines.renderer(request.photo_path, request.size_px, request.face_index)
         if request.text is not None:

