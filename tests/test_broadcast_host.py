@@ -14,7 +14,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from avatar.broadcast.host import FALLBACK_ANSWER, BroadcastHost
+from avatar.broadcast.answers import FALLBACK_ANSWER
+from avatar.broadcast.host import BroadcastHost
 from avatar.core.clock import VirtualClock
 from avatar.core.text_script import parse_script
 from avatar.playout.av_output import TICK_S
@@ -40,8 +41,8 @@ class RecordingOutput:
         return {"name": self.name, "state": "connected"}
 
 
-async def inline(fn, *args):
-    return fn(*args)
+async def inline(fn, *args, **kwargs):
+    return fn(*args, **kwargs)
 
 
 def script(*texts: str) -> list[tuple[str, tuple]]:
@@ -206,11 +207,11 @@ def test_slow_idle_drawing_repeats_frames_and_keeps_the_clock():
 
     clock_holder = {}
 
-    async def slow_pictures(fn, *args):
+    async def slow_pictures(fn, *args, **kwargs):
         if getattr(fn, "__name__", "") == "_draw":
             clock = clock_holder["clock"]
             await clock.sleep_until(clock.now_s() + 0.1)
-        return fn(*args)
+        return fn(*args, **kwargs)
 
     h = Harness(run_blocking=slow_pictures)
     clock_holder["clock"] = h.clock
@@ -240,7 +241,7 @@ def test_a_stalled_process_catches_up_with_repeated_frames():
 
     clock_holder = {"stalls": 1}
 
-    async def one_stall(fn, *args):
+    async def one_stall(fn, *args, **kwargs):
         if (
             getattr(fn, "__name__", "") == "_draw"
             and clock_holder["stalls"]
@@ -248,7 +249,7 @@ def test_a_stalled_process_catches_up_with_repeated_frames():
         ):
             clock_holder["stalls"] -= 1
             await clock_holder["clock"].sleep_until(clock_holder["clock"].now_s() + 1.0)
-        return fn(*args)
+        return fn(*args, **kwargs)
 
     h = Harness(run_blocking=one_stall)
     clock_holder["clock"] = h.clock
@@ -388,10 +389,10 @@ def test_a_sentence_without_words_or_one_the_voice_refuses_is_skipped_not_the_it
     from avatar.core.errors import InputError
 
     class PickyTTS(ToneTTS):
-        def synthesize(self, text):
+        def synthesize(self, text, *, emotion=None):
             if "xyzzy" in text:
                 raise InputError(f"cannot say {text!r}")
-            return super().synthesize(text)
+            return super().synthesize(text, emotion=emotion)
 
     h = Harness()
     h.host.tts = h.tts = PickyTTS(seconds_per_word=0.2)
@@ -404,5 +405,23 @@ def test_a_sentence_without_words_or_one_the_voice_refuses_is_skipped_not_the_it
 
     run(main())
     assert h.tts.spoken == ["Question?", "Still here."]
-    assert [e["text"] for e in h.of("sentence_skipped")] == ["Say xyzzy now."]
+    skipped = h.of("sentence_skipped")
+    assert [e["text"] for e in skipped] == ["(5)", "Say xyzzy now."]  # both reported, the item goes on
+    assert skipped[0]["reason"].startswith("nothing to say") and "cannot say" in skipped[1]["reason"]
     assert [e["kind"] for e in h.of("item_finished")] == ["interjection"]
+
+
+def test_each_sentence_reaches_the_voice_with_its_items_emotion():
+    h = Harness()
+
+    async def main():
+        h.host.set_emotion("happy")  # the base expression: for text without a tag
+        h.host.set_script(script("[angry] Stop that now. Calm down.", "Plain words."), loop=False)
+        await h.host.say("[sad] Oh no.")
+        await h.host.start()
+        await h.clock.advance_to(6.0)
+        await h.host.close()
+
+    run(main())
+    assert h.tts.spoken == ["Oh no.", "Stop that now.", "Calm down.", "Plain words."]
+    assert h.tts.emotions == ["sad", "angry", "angry", "happy"]

@@ -8,19 +8,20 @@ import numpy as np
 import pytest
 
 from avatar.core.clock import VirtualClock
-from avatar.core.types import AudioChunk, Transcript
-from avatar.live.conversation import ConversationSession, heard_text
+from avatar.core.types import AudioChunk, Transcript, VADEvent
+from avatar.live.conversation import ConversationSession
+from avatar.live.turn import heard_text
 from avatar.playout.av_output import SAMPLES_PER_FRAME, AVOutputQueue, AVPlayout
-from avatar.turns.turn_detector import TurnDetector, VADEvent
+from avatar.turns.turn_detector import TurnDetector
 from tests.support.fakes import FlatLipSync, ScriptedASR, ScriptedLLM, ScriptedVAD, ToneTTS
 
 MIC_CHUNK_S = 0.02
 TICK_S = 0.04
 
 
-async def inline(fn, *args):
+async def inline(fn, *args, **kwargs):
     """Engines are instant fakes: run them on the loop so virtual time sees everything."""
-    return fn(*args)
+    return fn(*args, **kwargs)
 
 
 def speech(start_s: float, end_s: float, gate_s: float = 0.2, hangover_s: float = 0.5) -> list[VADEvent]:
@@ -254,3 +255,33 @@ def test_reply_is_prepared_speculatively_and_released_when_the_turn_ends():
         {"role": "user", "content": "whole turn"},
         {"role": "assistant", "content": "Sure."},
     ]
+
+
+def test_each_sentence_of_a_reply_reaches_the_voice_with_its_emotion():
+    h = Harness(
+        speech(1.0, 2.0),
+        [Transcript("any news", "en")],
+        [["[happy] Great", " news. ", "[sad] But", " sorry."]],
+    ).run(5.0)
+    assert h.tts.spoken == ["Great news.", "But sorry."]
+    assert h.tts.emotions == ["happy", "sad"], "the voice hears each sentence's emotion, not only the face"
+    assert [e["emotion"] for e in h.events if e["type"] == "avatar_sentence"] == ["happy", "sad"]
+
+
+def test_a_sentence_with_nothing_to_say_is_skipped_and_the_rest_of_the_reply_plays():
+    # ToneTTS raises on "..." as Piper does; "(5)." has a digit but no word: both are skipped.
+    h = Harness(
+        speech(1.0, 2.0),
+        [Transcript("how do I open it", "en")],
+        [["Sure. ", "(5). ", "... ", "Here it", " is."]],
+    ).run(5.0)
+    assert h.tts.spoken == ["Sure.", "Here it is."]
+    skipped = [e for e in h.events if e["type"] == "avatar_sentence_skipped"]
+    assert [(e["turn_id"], e["text"]) for e in skipped] == [(1, "(5)."), (1, "...")]
+    assert all(e["reason"].startswith("nothing to say") for e in skipped)
+    assert not any(e["type"] == "turn_failed" for e in h.events)
+    assert [e["text"] for e in h.events if e["type"] == "avatar_sentence"] == ["Sure.", "Here it is."]
+    assert h.first("turn_rendered")["text"] == "Sure. Here it is."
+    # 1 + 3 words at 0.2 s = 0.8 s = 20 ticks of speech, all of it heard
+    assert len([t for t in h.ticks if t.is_speech]) == 20
+    assert h.session.history[-1] == {"role": "assistant", "content": "Sure. Here it is."}

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from avatar.core.errors import InputError
-from avatar.llm.answerer import OfflineAnswerer, is_greeting, split_into_pieces
+from avatar.core.text_script import split_into_pieces
+from avatar.llm.answerer import OfflineAnswerer, is_greeting
 from avatar.llm.knowledge import detect_language, load_knowledge_base, parse_knowledge_file
 from tests.conftest import ASSETS
 

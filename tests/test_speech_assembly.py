@@ -79,6 +79,31 @@ def test_leading_pause_lengthens_the_lead_in():
     assert assembled.speech.phonemes[0].start_s == pytest.approx(LEAD_IN_S + 1.0)
 
 
+def test_a_skipped_sentence_leaves_no_sound_and_keeps_the_pauses_around_it():
+    def skipping_tts(sentence: str, emotion: str = "neutral") -> Speech | None:
+        return None if sentence.startswith("(") else fake_tts(sentence)
+
+    segments = [
+        TextSegment("(5). one.", "neutral"),
+        TextSegment("two. (6).", "happy", pause_after_s=0.7),
+        TextSegment("three.", "sad"),
+    ]
+    assembled = assemble_speech(segments, skipping_tts, split, no_resample)
+    starts = [p.start_s for p in assembled.speech.phonemes]
+    # lead-in, "one." (0.1 s), the gap between segments, "two." (0.1 s), its segment's pause, "three."
+    second = LEAD_IN_S + 0.1 + SENTENCE_GAP_S
+    assert starts == pytest.approx([LEAD_IN_S, second, second + 0.1 + 0.7])
+    assert assembled.speech.text == "one. two. three."
+    assert [emotion for _, _, emotion in assembled.emotion_spans] == ["neutral", "happy", "sad"]
+
+
+def test_a_script_with_nothing_to_say_is_one_input_error():
+    from avatar.core.errors import InputError
+
+    with pytest.raises(InputError, match="nothing to say"):
+        assemble_speech([TextSegment("(5). (6).")], lambda sentence, emotion: None, split, no_resample)
+
+
 def test_trim_lead_in_keeps_10_ms_and_moves_phonemes():
     rate = 16000
     pcm = np.concatenate([np.zeros(800, np.float32), np.full(1600, 0.3, np.float32)])  # 50 ms silence

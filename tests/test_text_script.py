@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from avatar.core.errors import InputError
-from avatar.core.text_script import MAX_SCRIPT_CHARS, parse_script, split_sentences
+from avatar.core.text_script import (
+    MAX_SCRIPT_CHARS,
+    ends_with_sentence_end,
+    first_clause_end,
+    has_words,
+    parse_script,
+    split_clauses,
+    split_into_pieces,
+    split_sentences,
+)
 from avatar.core.types import TextSegment
 
 
@@ -122,3 +131,86 @@ def test_whitespace_is_collapsed_and_empty_text_gives_no_sentences():
 def test_default_chunk_limit_is_300():
     chunks = split_sentences(", ".join(["abcdefghij"] * 100) + ".")
     assert max(len(chunk) for chunk in chunks) <= 300 and len(chunks) == 4
+
+
+# --- the one splitter: every engine and every way of speaking uses these ---------------------
+
+
+def test_mixed_chinese_and_english_split_at_both_kinds_of_sentence_end():
+    text = "我用 Python 3.11 写代码。It costs $2.50 a month, e.g. for Dr. Wang! 真的吗？Yes… 好的！OK"
+    assert split_sentences(text) == [
+        "我用 Python 3.11 写代码。",
+        "It costs $2.50 a month, e.g. for Dr. Wang!",
+        "真的吗？",
+        "Yes…",
+        "好的！",
+        "OK",
+    ]
+    # a full stop between Chinese sentences ends one too; decimals and versions never do
+    assert split_sentences("版本3.5很好.下一句。") == ["版本3.5很好.", "下一句。"]
+
+
+def test_line_breaks_end_sentences_only_when_asked():
+    text = "Opening hours\nWe open at nine. Welcome"
+    assert split_sentences(text) == ["Opening hours We open at nine.", "Welcome"]
+    assert split_sentences(text, line_breaks=True) == ["Opening hours", "We open at nine.", "Welcome"]
+    assert split_sentences("你好。今天怎么样？\nOK", line_breaks=True) == ["你好。", "今天怎么样？", "OK"]
+
+
+def test_clauses_break_after_commas_colons_and_semicolons_but_not_inside_numbers():
+    assert split_clauses("春天来了，花都开了：真好。", 60) == ["春天来了，", "花都开了：", "真好。"]
+    assert split_clauses("春天来了,花都开了、真好", 60) == ["春天来了,", "花都开了、", "真好"]
+    assert split_clauses("We sold 3,000 units at 10:30, then left; bye.", 60) == [
+        "We sold 3,000 units at 10:30,",
+        "then left;",
+        "bye.",
+    ]
+    assert split_clauses("好" * 150, 60) == ["好" * 60, "好" * 60, "好" * 30]
+    words = " ".join(["word"] * 30)
+    chunks = split_clauses(words, 20)
+    assert all(len(chunk) <= 20 for chunk in chunks) and " ".join(chunks) == words and len(chunks) == 8
+
+
+def test_has_words_is_the_one_rule_for_nothing_to_say():
+    for text in ("Hi", "你", "こんにちは", "안녕", "Größe", "2024年", "(a)"):
+        assert has_words(text), text
+    for text in ("", "  ", "(5)", "1.", "...", "？！", "🙂🎉", "— 42 —"):
+        assert not has_words(text), text
+
+
+@pytest.mark.parametrize(
+    ("text", "ended"),
+    [
+        ("Hello. ", True),
+        ("Hello.", False),  # may go on as "Hello.com" or "3.5"
+        ("你好。", True),
+        ("好的；", True),
+        ("Ask Dr. ", False),
+        ("Ask J. ", False),  # "J. K. Rowling"
+        ("Items No. ", True),  # the next word is assumed to start a sentence
+        ('"Really?" ', True),
+        ("Wait… ", True),
+        ("Well, ", False),
+        ("", False),
+    ],
+)
+def test_a_stream_knows_when_its_sentence_has_certainly_ended(text, ended):
+    assert ends_with_sentence_end(text) is ended
+
+
+def test_the_opening_clause_ends_at_its_first_break_once_long_enough_and_followed():
+    opening = "We are open Monday to Saturday,"
+    assert first_clause_end(opening + " and on", 12) == len(opening)
+    assert first_clause_end(opening, 12) is None, "nothing after the break yet"
+    assert first_clause_end("Sure, we can do that", 12) is None, "too short"
+    assert first_clause_end("Thank you! We open at nine, then", 12) is None, "a sentence ended first"
+    assert first_clause_end("We sold 1,000 units this week", 12) is None
+    assert first_clause_end("我们周一到周六早上九点营业，周日", 12) == len("我们周一到周六早上九点营业，")
+
+
+def test_a_reply_streams_in_word_sized_pieces_that_join_back():
+    text = "[happy] Hello there! 你好，我是Mia。email help@lumen.example，谢谢"
+    pieces = split_into_pieces(text)
+    assert "".join(pieces) == text
+    assert pieces[:3] == ["[happy] ", "Hello ", "there! "]
+    assert "你" in pieces and "好，" in pieces and "Mia。email " in pieces

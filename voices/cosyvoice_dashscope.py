@@ -122,10 +122,10 @@ class DashScopeCosyVoiceTTS:
         self._api_key = key
         return self
 
-    def synthesize(self, text: str, emotion: str | None = None) -> Speech:
-        return join_speech(self.stream(text, emotion), text, self.language, self.sample_rate_hz)
+    def synthesize(self, text: str, *, emotion: str | None = None) -> Speech:
+        return join_speech(self.stream(text, emotion=emotion), text, self.language, self.sample_rate_hz)
 
-    def stream(self, text: str, emotion: str | None = None) -> Iterator[TTSChunk]:
+    def stream(self, text: str, *, emotion: str | None = None) -> Iterator[TTSChunk]:
         """Audio frames as DashScope sends them, grouped by the server's sentences."""
         pieces = _text_pieces(text, split_text(text))
         if emotion and emotion != "neutral":

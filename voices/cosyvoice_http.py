@@ -105,10 +105,10 @@ class CosyVoiceHTTPTTS:
         self._prompt_wav = voice.wav_bytes()
         return self
 
-    def synthesize(self, text: str, emotion: str | None = None) -> Speech:
-        return join_speech(self.stream(text, emotion), text, self.language, self.sample_rate_hz)
+    def synthesize(self, text: str, *, emotion: str | None = None) -> Speech:
+        return join_speech(self.stream(text, emotion=emotion), text, self.language, self.sample_rate_hz)
 
-    def stream(self, text: str, emotion: str | None = None) -> Iterator[TTSChunk]:
+    def stream(self, text: str, *, emotion: str | None = None) -> Iterator[TTSChunk]:
         """Audio as the server sends it; each chunk carries its sentence, the last one is_last."""
         sentences = split_text(text)
         if self._client is None:

@@ -229,12 +229,12 @@ class CosyVoiceLocalTTS:
         self._ensure_entry(voice.voice_id, prompt_text_for(layout.version, voice.text))
         return self
 
-    def synthesize(self, text: str, emotion: str | None = None) -> Speech:
+    def synthesize(self, text: str, *, emotion: str | None = None) -> Speech:
         """All of `text` as one Speech (upstream's non-streaming mode, which is faster overall)."""
         chunks = list(self._chunks(split_text(text), emotion, stream=False))
         return join_speech(chunks, text, self.language, self.sample_rate_hz)
 
-    def stream(self, text: str, emotion: str | None = None) -> Iterator[TTSChunk]:
+    def stream(self, text: str, *, emotion: str | None = None) -> Iterator[TTSChunk]:
         """Chunks as upstream streams them; each carries its sentence, the sentence's last is_last."""
         return self._chunks(split_text(text), emotion, stream=True)
 

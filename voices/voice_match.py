@@ -12,12 +12,13 @@ is cut or padded to the exact input sample count, so a Speech's phoneme timing s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from avatar.core.errors import InputError
-from avatar.core.types import AudioChunk, Speech
+from avatar.core.types import AudioChunk, Speech, TTSChunk
 from voices.voice_analysis import (
     GRID_TOP_HZ,
     VoiceAnalysis,
@@ -212,14 +213,38 @@ def _limiter_gain(signal: np.ndarray, half_window: int) -> np.ndarray:
     return np.convolve(np.pad(floor, half_average, mode="edge"), kernel, mode="valid")
 
 
+class VoiceProfileMatcher:
+    """Matches every utterance toward one voice profile (a `VoiceMatcher`: `match(speech)`)."""
+
+    def __init__(self, profile: VoiceProfile, strength: float = 1.0) -> None:
+        self.profile = profile
+        self.strength = strength
+
+    def match(self, speech: Speech) -> Speech:
+        return match_voice(speech, self.profile, strength=self.strength)
+
+
 class VoiceMatchedTTS:
-    """Wraps any TTS so every utterance comes out matched toward one voice profile."""
+    """Wraps any TTS so every utterance comes out matched toward one voice profile.
+
+    The wrapped engine stays its owner's: `close()` leaves it open."""
 
     def __init__(self, tts, profile: VoiceProfile, strength: float = 1.0) -> None:
         self.tts = tts
-        self.profile = profile
-        self.strength = strength
+        self.matcher = VoiceProfileMatcher(profile, strength)
         self.language = getattr(tts, "language", "")
 
-    def synthesize(self, text: str) -> Speech:
-        return match_voice(self.tts.synthesize(text), self.profile, strength=self.strength)
+    @property
+    def profile(self) -> VoiceProfile:
+        return self.matcher.profile
+
+    def synthesize(self, text: str, *, emotion: str | None = None) -> Speech:
+        return self.matcher.match(self.tts.synthesize(text, emotion=emotion))
+
+    def stream(self, text: str, *, emotion: str | None = None) -> Iterator[TTSChunk]:
+        """The wrapped engine's chunks, each matched on its own (timing kept, see above)."""
+        for chunk in self.tts.stream(text, emotion=emotion):
+            yield replace(chunk, speech=self.matcher.match(chunk.speech))
+
+    def close(self) -> None:
+        """Nothing to release: the wrapped engine is closed by whoever made it."""

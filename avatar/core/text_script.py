@@ -1,9 +1,12 @@
-"""What the avatar should say: inline [emotion] and [pause] tags, sentences, TTS-sized chunks.
+"""What the avatar should say: inline [emotion] and [pause] tags, sentences, clauses, TTS-sized chunks.
 
 A script such as "[happy] Hello! [pause 0.5s] [sad] Oh no." becomes `TextSegment`s, each spoken
-with one expression. Speech engines degrade (or run out of memory) on very long inputs and a
-sentence is the natural unit for per-sentence language detection, so `split_sentences` cuts a
-segment into sentences and any over-long sentence into chunks at commas, then spaces.
+with one expression. This module is the one place that knows where Chinese and English text
+breaks: every voice engine, the render job, the live conversation (token by token) and the
+livestream cut text with `split_sentences` / `split_clauses`, and `has_words` is the one rule for
+a sentence with nothing to say. Speech engines degrade (or run out of memory) on very long inputs
+and a sentence is the natural unit for per-sentence language detection, so an over-long sentence
+is cut into chunks at clause breaks, then spaces, then anywhere.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ _WHITESPACE = re.compile(r"\s+")
 
 # A run of sentence-ending punctuation plus the closing quotes/brackets that belong to it.
 _TERMINATOR = re.compile(r"[.!?。！？；…]+[\"'”’」』）)\]]*")
+_FINAL_TERMINATOR = re.compile(_TERMINATOR.pattern + "$")
 _CJK_TERMINATORS = frozenset("。！？；")
-_CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+_CJK = "\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af"  # kana, Han, Hangul
+_CJK_CHAR = re.compile(f"[{_CJK}]")
 # Words whose trailing period does not end a sentence ("Dr. Smith", "e.g. This"). Words that
 # often do end one ("etc.", "p.m.", "Inc.") are left out: before a lowercase word nothing splits
 # anyway, and before a capital they usually close the sentence.
@@ -68,8 +73,14 @@ _ABBREVIATIONS = frozenset(
     )
 )
 _NUMBER_ABBREVIATIONS = frozenset(("no", "nos", "fig", "vol", "p", "pp"))  # only before a number: "No. 5"
-_CLAUSE_BREAK = re.compile(r"(?<=[,，、;:：])")
+# Clause breaks (a voice pauses there): CJK marks always, ASCII ones only before a space or a CJK
+# character, so "3,000" and "10:30" stay whole. "；" and ";" differ on purpose: the full-width one
+# ends a sentence.
+_CLAUSE_BREAK = re.compile(f"(?<=[，、：])|(?<=[,;:])(?=\\s|[{_CJK}])")
 _WORD_BREAK = re.compile(r"(?<=\s)")
+# Word-sized pieces of a reply, as a model streams them: a tag, one CJK character with the
+# punctuation after it, a word with the spaces after it.
+_PIECE = re.compile(rf"\[[a-z]+\]\s*|[{_CJK}][，。！？、；：）」』”]*|[^\s{_CJK}]+\s*|\s+")
 
 _VALID_TAGS = ", ".join(f"[{name}]" for name in EMOTIONS) + ", [pause 0.5s], [pause 500ms]"
 
@@ -137,6 +148,16 @@ def parse_script(text: str, default_emotion: str = "neutral") -> list[TextSegmen
     return segments
 
 
+def has_words(text: str) -> bool:
+    """Whether `text` has something a voice can say: a letter of any script (Latin, Han, kana...).
+
+    The one rule for a sentence with nothing to say, wherever the avatar speaks. Punctuation,
+    emoji and digits alone ("(5)", the "1." of a numbered list, "...") are skipped: there is no
+    word to say and no language to say it in, and an embedded voice refuses some of them (Piper
+    raises on "...", which used to fail a whole live reply)."""
+    return any(char.isalpha() for char in text)
+
+
 def _ends_sentence(text: str, start: int, end: int) -> bool:
     """Whether the terminator run text[start:end] ends a sentence, judged from its neighbours."""
     run = text[start:end]
@@ -171,28 +192,27 @@ def _pack(pieces: list[str], max_chars: int) -> list[str]:
     return chunks
 
 
-def _chunk_sentence(sentence: str, max_chars: int) -> list[str]:
-    """Cut at commas first, then at spaces, then anywhere (CJK text without punctuation)."""
-    if len(sentence) <= max_chars:
-        return [sentence]
+def _word_pieces(clause: str, max_chars: int) -> list[str]:
+    """An over-long clause in pieces of at most max_chars: at spaces, else anywhere."""
+    pieces: list[str] = []
+    for word in _WORD_BREAK.split(clause):
+        if len(word.strip()) <= max_chars:
+            pieces.append(word)
+        else:
+            pieces.extend(word[i : i + max_chars] for i in range(0, len(word), max_chars))
+    return pieces
+
+
+def _clause_pieces(sentence: str, max_chars: int) -> list[str]:
+    """Clauses with their surrounding spaces; an over-long one cut at spaces, then anywhere."""
     pieces: list[str] = []
     for clause in _CLAUSE_BREAK.split(sentence):
-        if len(clause.strip()) <= max_chars:
-            pieces.append(clause)
-            continue
-        for word in _WORD_BREAK.split(clause):
-            if len(word.strip()) <= max_chars:
-                pieces.append(word)
-            else:
-                pieces.extend(word[i : i + max_chars] for i in range(0, len(word), max_chars))
-    return _pack(pieces, max_chars)
+        pieces.extend([clause] if len(clause.strip()) <= max_chars else _word_pieces(clause, max_chars))
+    return pieces
 
 
-def split_sentences(text: str, max_chars: int = DEFAULT_CHUNK_CHARS) -> list[str]:
-    """Sentences of `text` in order, none longer than `max_chars` characters, whitespace collapsed."""
-    if max_chars < MIN_CHUNK_CHARS:
-        raise ValueError(f"max_chars must be at least {MIN_CHUNK_CHARS}, got {max_chars}")
-    text = _WHITESPACE.sub(" ", text).strip()
+def _sentences(text: str) -> list[str]:
+    """Whole sentences of whitespace-collapsed `text`, however long."""
     sentences: list[str] = []
     start = 0
     for match in _TERMINATOR.finditer(text):
@@ -200,4 +220,70 @@ def split_sentences(text: str, max_chars: int = DEFAULT_CHUNK_CHARS) -> list[str
             sentences.append(text[start : match.end()].strip())
             start = match.end()
     sentences.append(text[start:].strip())
-    return [chunk for sentence in sentences if sentence for chunk in _chunk_sentence(sentence, max_chars)]
+    return [sentence for sentence in sentences if sentence]
+
+
+def split_sentences(
+    text: str, max_chars: int = DEFAULT_CHUNK_CHARS, *, line_breaks: bool = False
+) -> list[str]:
+    """Sentences of `text` in order, none longer than `max_chars` characters, whitespace collapsed.
+
+    An over-long sentence is cut at clause breaks first, then at spaces, then anywhere (CJK text
+    without punctuation). `line_breaks=True` also ends a sentence at every line break, as a
+    heading or the lines of a poem are read; by default a line break is a space."""
+    if max_chars < MIN_CHUNK_CHARS:
+        raise ValueError(f"max_chars must be at least {MIN_CHUNK_CHARS}, got {max_chars}")
+    chunks: list[str] = []
+    for line in text.split("\n") if line_breaks else [text]:
+        for sentence in _sentences(_WHITESPACE.sub(" ", line).strip()):
+            fits = len(sentence) <= max_chars
+            chunks.extend([sentence] if fits else _pack(_clause_pieces(sentence, max_chars), max_chars))
+    return chunks
+
+
+def split_clauses(sentence: str, max_chars: int) -> list[str]:
+    """The clauses of one sentence, cut after commas, colons and semicolons, where a voice pauses;
+    a clause longer than `max_chars` is cut at spaces, then anywhere. Whitespace collapsed."""
+    if max_chars < 1:
+        raise ValueError(f"max_chars must be at least 1, got {max_chars}")
+    clauses: list[str] = []
+    for clause in _CLAUSE_BREAK.split(_WHITESPACE.sub(" ", sentence).strip()):
+        if len(clause.strip()) <= max_chars:
+            clauses.append(clause.strip())
+        else:
+            clauses.extend(_pack(_word_pieces(clause, max_chars), max_chars))
+    return [clause for clause in clauses if clause]
+
+
+def ends_with_sentence_end(text: str) -> bool:
+    """Whether a text still being written (a model's reply, token by token) ends a sentence for sure.
+
+    A CJK end mark does at once; ".!?…" only once a space follows and the word before is no
+    abbreviation, since "3." may go on as "3.5" and "Dr. " waits for the name. The next word is
+    assumed to start the next sentence (a model writes a capital there)."""
+    stripped = text.rstrip()
+    match = _FINAL_TERMINATOR.search(stripped)
+    if match is None:
+        return False
+    if any(char in _CJK_TERMINATORS for char in match.group()):
+        return True
+    return len(stripped) < len(text) and _ends_sentence(text, match.start(), match.end())
+
+
+def first_clause_end(text: str, min_chars: int) -> int | None:
+    """Where the opening clause of `text` ends (the index just past its break), once it has at
+    least `min_chars` characters and more text has come after it; None when the first sentence
+    ends before any clause break does, or none has come yet."""
+    for match in _CLAUSE_BREAK.finditer(text):
+        head = text[: match.end()]
+        if _TERMINATOR.search(head):
+            return None
+        if len(head.strip()) >= min_chars and text[match.end() :].strip():
+            return match.end()
+    return None
+
+
+def split_into_pieces(text: str) -> list[str]:
+    """Word-sized pieces (a CJK character keeps its trailing punctuation) that join to `text`: how
+    a model streams a reply, for engines that have the whole reply at once."""
+    return _PIECE.findall(text)

@@ -3,69 +3,34 @@
 Each reply is a `Turn` that owns its task (ASR -> LLM stream -> sentences -> TTS -> lip-sync ->
 output queue). The user's speech onset interrupts it (barge-in): the task is cancelled, the queue
 flushed down to the transport, the renderer reset, and the history keeps only what was heard.
-Blocking engine calls go through `run_blocking` (threads in production, inline in virtual-time
-tests), and every timestamp comes from the injected clock.
+Each sentence is spoken the one way (`avatar.speech.speaker`): with its emotion, and a sentence
+with nothing to say is skipped with an event while the reply goes on. Blocking engine calls go
+through `run_blocking` (threads in production, inline in virtual-time tests; it must pass keyword
+arguments on), and every timestamp comes from the injected clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from avatar.core.clock import Clock
-from avatar.core.types import AudioChunk, Transcript
+from avatar.core.types import AudioChunk, Transcript, UserSpeechStarted, UserTurnEnded
 from avatar.live.mic_history import MicHistory
+from avatar.live.turn import Turn, heard_text
 from avatar.playout.av_output import AUDIO_RATE_HZ, SAMPLES_PER_FRAME, AVOutputQueue, AVPlayout, AVSegment
 from avatar.speech.assembly import trim_lead_in
 from avatar.speech.sentence_stream import SentenceStream, SpokenSentence
-from avatar.turns.turn_detector import UserSpeechStarted, UserTurnEnded
+from avatar.speech.speaker import SkippedSentence, speak
 
 EventSink = Callable[[dict[str, Any]], None]
-RunBlocking = Callable[..., Awaitable[Any]]
+RunBlocking = Callable[..., Awaitable[Any]]  # (fn, *args, **kwargs) -> fn's result
 MAX_USER_AUDIO_S = 60.0
 DRAW_BATCH_FRAMES = 8  # 0.32 s of video per hand-over: small enough to start playback early
 FIRST_DRAW_BATCH_FRAMES = 2  # a reply's very first hand-over is smaller still: it is on the clock
-
-
-@dataclass
-class Turn:
-    """One avatar reply and what it has queued so far."""
-
-    turn_id: int
-    user_text: str = ""
-    user_start_sample: int | None = None  # where the user's utterance began in the mic stream
-    user_message: dict[str, str] | None = None  # its entries in the history, kept by reference
-    sentences: list[tuple[str, int]] = field(default_factory=list)  # (text, turn sample where it ends)
-    queued_samples: int = 0
-    task: asyncio.Task | None = None
-    finished: bool = False
-    assistant_message: dict[str, str] | None = None
-    # A speculative turn (see ConversationSession._speculate) prepares its reply while the user
-    # may still go on talking: it plays nothing and shows nothing until released.
-    released: asyncio.Event = field(default_factory=asyncio.Event)
-    held_events: list[dict[str, Any]] = field(default_factory=list)
-    queue_claimed: bool = False
-
-
-def heard_text(sentences: list[tuple[str, int]], played_samples: int) -> str:
-    """The part of a reply the user actually heard: whole sentences, then the played share of the next."""
-    heard, start = [], 0
-    for text, end in sentences:
-        if played_samples >= end:
-            heard.append(text)
-        elif played_samples > start:
-            words = text.split()
-            share = (played_samples - start) / max(end - start, 1)
-            heard.append(" ".join(words[: int(len(words) * share)]))
-            break
-        else:
-            break
-        start = end
-    return " ".join(part for part in heard if part)
 
 
 class ConversationSession:
@@ -279,11 +244,20 @@ class ConversationSession:
         self._emit("turn_rendered", turn_id=turn.turn_id, text=text)
 
     async def _speak(self, turn: Turn, sentence: SpokenSentence, started_s: float) -> None:
+        def skipped(skip: SkippedSentence) -> None:  # the reply goes on without it
+            self._emit_turn(
+                turn, "avatar_sentence_skipped", turn_id=turn.turn_id, text=skip.text, reason=skip.reason
+            )
+
+        speech = await speak(
+            self.tts, sentence.text, sentence.emotion, run_blocking=self.run_blocking, on_skip=skipped
+        )
+        if speech is None:
+            return
         self.lipsync.set_expression(sentence.emotion)
         self._emit_turn(
             turn, "avatar_sentence", turn_id=turn.turn_id, text=sentence.text, emotion=sentence.emotion
         )
-        speech = await self.run_blocking(self.tts.synthesize, sentence.text)
         if not turn.sentences:
             speech = trim_lead_in(speech)  # before a reply's first sound, silence is only latency
         pcm, weights = await self.run_blocking(self.lipsync.prepare, speech)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from avatar.core.errors import InputError
+from avatar.core.text_script import split_into_pieces
 from avatar.llm.knowledge import KnowledgeBase, KnowledgeEntry, detect_language, load_knowledge_base
 
 DEFAULT_MIN_RELEVANCE = 0.03  # best-minus-mean margin; calibrated on tests/data/answerer_eval.jsonl
@@ -34,9 +35,6 @@ _GREETING_WORDS = re.compile(
     re.IGNORECASE,
 )
 _PUNCTUATION = re.compile(r"[\s!！.。,，?？~～、…]+")
-_PIECE = re.compile(
-    r"\[[a-z]+\]\s*|[\u3400-\u9fff\uf900-\ufaff][，。！？、；：）」』”]*|[^\s\u3400-\u9fff\uf900-\ufaff]+\s*|\s+"
-)
 
 _I_DONT_KNOW = {
     "en": "Sorry, I don't know the answer to that. I can tell you about: {topics}",
@@ -145,11 +143,6 @@ class OfflineAnswerer:
 def is_greeting(text: str) -> bool:
     """A message that is only a greeting ("hi!", "你好呀"); "hi, where is the shop?" is a question."""
     return bool(_GREETING_WORDS.match(_PUNCTUATION.sub(" ", text).strip()))
-
-
-def split_into_pieces(text: str) -> list[str]:
-    """Word-sized pieces (a CJK character keeps its trailing punctuation) that join to `text`."""
-    return _PIECE.findall(text)
 
 
 def _as_question(text: str) -> str:

@@ -1,7 +1,9 @@
 """Text script -> one continuous Speech with phoneme timing and emotion spans on one clock.
 
-Each sentence is synthesized separately (bounded TTS inputs, per-sentence language), then the
-pieces are laid end to end with their phoneme times shifted, so the renderer sees one track.
+Each sentence is synthesized separately (bounded TTS inputs, per-sentence language, each with its
+segment's emotion) through `avatar.speech.speaker`, then the pieces are laid end to end with their
+phoneme times shifted, so the renderer sees one track. A sentence with nothing to say is left
+out; the pauses written around it stay.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from avatar.core.errors import InputError
 from avatar.core.types import AudioChunk, PhonemeTiming, Speech, TextSegment
 
 LEAD_IN_S = 0.3  # closed mouth before the first word
@@ -24,25 +27,53 @@ class AssembledSpeech:
     emotion_spans: list[tuple[float, float, str]]
 
 
+@dataclass(frozen=True)
+class _Spoken:
+    segment_index: int
+    text: str
+    speech: Speech
+
+
 def assemble_speech(
     segments: list[TextSegment],
-    synthesize: Callable[[str, str], Speech],
+    synthesize: Callable[[str, str], Speech | None],
     split: Callable[[str], list[str]],
     resample: Callable[[np.ndarray, int, int], np.ndarray],
-    transform: Callable[[Speech], Speech] | None = None,
     on_sentence: Callable[[int, int], None] | None = None,
 ) -> AssembledSpeech:
-    """Synthesize every sentence of every segment and join them; `transform` is e.g. voice matching.
+    """Synthesize every sentence of every segment and join them.
 
-    `synthesize(sentence, emotion)` gets the segment's emotion: engines that can speak it (CosyVoice
-    instructions) use it, the others ignore it."""
+    `synthesize(sentence, emotion)` gets the segment's emotion and returns None for a sentence it
+    skipped (nothing to say); an InputError when no sentence at all was spoken."""
     sentences = [
-        (seg, sentence) for seg in segments for sentence in (split(seg.text) if seg.text.strip() else [])
+        (index, sentence)
+        for index, segment in enumerate(segments)
+        for sentence in (split(segment.text) if segment.text.strip() else [])
     ]
+    spoken: list[_Spoken] = []
+    for done, (index, sentence) in enumerate(sentences, start=1):
+        speech = synthesize(sentence, segments[index].emotion)
+        if speech is not None:
+            spoken.append(_Spoken(index, sentence, speech))
+        if on_sentence is not None:
+            on_sentence(done, len(sentences))
+    if not spoken:
+        raise InputError(
+            "the text has nothing to say: no words, only numbers, punctuation or symbols",
+            "write the words the avatar should say",
+        )
+    return _lay_out(segments, spoken, resample)
+
+
+def _lay_out(
+    segments: list[TextSegment], spoken: list[_Spoken], resample: Callable[[np.ndarray, int, int], np.ndarray]
+) -> AssembledSpeech:
+    """Spoken sentences end to end: the lead-in, a short gap inside a segment, the written pause
+    between segments (a segment's pause follows its last spoken sentence), the tail."""
+    rate_hz = spoken[0].speech.audio.sample_rate_hz
     pieces: list[np.ndarray] = []
     phonemes: list[PhonemeTiming] = []
     spans: list[tuple[float, float, str]] = []
-    rate_hz: int | None = None
     cursor = 0  # samples
 
     def silence(seconds: float) -> None:
@@ -51,47 +82,37 @@ def assemble_speech(
         pieces.append(np.zeros(count, np.float32))
         cursor += count
 
+    def pauses_s(first: int, stop: int) -> float:
+        return sum(segment.pause_after_s for segment in segments[first:stop])
+
     # A pause before any words (e.g. "[pause 1s] Hello") lengthens the lead-in.
-    leading_pause_s = 0.0
-    for seg in segments:
-        if seg.text.strip():
-            break
-        leading_pause_s += seg.pause_after_s
-    languages: list[str] = []
-    last_segment: TextSegment | None = None
+    silence(LEAD_IN_S + pauses_s(0, spoken[0].segment_index))
     span_start_s = 0.0
-    for index, (segment, sentence) in enumerate(sentences):
-        speech = synthesize(sentence, segment.emotion)
-        if transform is not None:
-            speech = transform(speech)
-        if rate_hz is None:
-            rate_hz = speech.audio.sample_rate_hz
-            silence(LEAD_IN_S + leading_pause_s)
+    for position, item in enumerate(spoken):
+        if position and item.segment_index != spoken[position - 1].segment_index:
+            # The first expression already shows during the lead-in, so spans tile the clip.
+            spans.append(
+                (span_start_s, cursor / rate_hz, segments[spoken[position - 1].segment_index].emotion)
+            )
+            span_start_s = cursor / rate_hz
+        speech = item.speech
         pcm = speech.audio.pcm.astype(np.float32)
         if speech.audio.sample_rate_hz != rate_hz:
             pcm = resample(pcm, speech.audio.sample_rate_hz, rate_hz)
-        if segment is not last_segment and last_segment is not None:
-            # The first expression already shows during the lead-in, so spans tile the clip.
-            spans.append((span_start_s, cursor / rate_hz, last_segment.emotion))
-            span_start_s = cursor / rate_hz
         offset_s = cursor / rate_hz
         phonemes.extend(
             PhonemeTiming(p.phoneme, offset_s + p.start_s, offset_s + p.end_s) for p in speech.phonemes
         )
         pieces.append(pcm)
         cursor += len(pcm)
-        languages.append(speech.language)
-        is_segment_end = index + 1 == len(sentences) or sentences[index + 1][0] is not segment
-        silence(segment.pause_after_s if is_segment_end and segment.pause_after_s else SENTENCE_GAP_S)
-        last_segment = segment
-        if on_sentence is not None:
-            on_sentence(index + 1, len(sentences))
-    if rate_hz is None:
-        raise ValueError("no sentences to synthesize")
+        following = spoken[position + 1].segment_index if position + 1 < len(spoken) else len(segments)
+        pause_s = pauses_s(item.segment_index, following) if following != item.segment_index else 0.0
+        silence(pause_s or SENTENCE_GAP_S)
     silence(TAIL_S)
-    spans.append((span_start_s, cursor / rate_hz, last_segment.emotion if last_segment else "neutral"))
-    text = " ".join(sentence for _, sentence in sentences)
+    spans.append((span_start_s, cursor / rate_hz, segments[spoken[-1].segment_index].emotion))
+    languages = [item.speech.language for item in spoken]
     language = max(set(languages), key=languages.count)
+    text = " ".join(item.text for item in spoken)
     audio = AudioChunk(np.concatenate(pieces), rate_hz)
     return AssembledSpeech(Speech(audio, text, language, tuple(phonemes)), spans)
 

@@ -10,18 +10,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from avatar.core.text_script import _ABBREVIATIONS, split_sentences
+from avatar.core.text_script import ends_with_sentence_end, first_clause_end, split_sentences
 from avatar.core.types import EMOTIONS
 
 _TAG = re.compile(r"\[([^\[\]]{0,40})\]")
-_ENDED_BY_SPACE = re.compile(r"[.!?…][\"')\]”’]*\s+$")
 MAX_SENTENCE_CHARS = 200  # a run-on reply is cut at a clause break so TTS starts in time
 # A reply's first piece is cut at its first clause break once it has this many characters: a long
 # opening sentence ("We are open Monday to Saturday from 9 am to 8 pm, and on Sunday ...") would
 # otherwise be synthesized whole (~0.4 s on 2 cores) before the avatar makes a sound.
 FIRST_CLAUSE_MIN_CHARS = 12
-_CLAUSE_BREAK = re.compile(r"[,;:]\s|[，；：、]")
-_SENTENCE_END = re.compile(r"[.!?。！？…]")
 
 
 @dataclass(frozen=True)
@@ -100,7 +97,7 @@ class SentenceStream:
             else []
         )
         complete = pieces if final else pieces[:-1]
-        if not final and pieces and _certainly_ended(self._pending_text):
+        if not final and pieces and ends_with_sentence_end(self._pending_text):
             complete = pieces
         if not final and pieces and len(pieces[-1]) >= self.max_chars:
             complete = pieces
@@ -120,30 +117,14 @@ class SentenceStream:
         if self._emitted_any or self.first_clause_min_chars is None:
             return None
         text = self._pending_text
-        offset = len(text) - len(text.lstrip())
-        for match in _CLAUSE_BREAK.finditer(text):
-            head = text[: match.start() + 1]
-            if _SENTENCE_END.search(head):
-                return None  # the first sentence ends before any clause break: keep it whole
-            if len(head.strip()) >= self.first_clause_min_chars and text[match.end() :].strip():
-                self._pending_text = text[match.start() + 1 :]
-                emotion = self._sentence_emotion or self.emotion
-                self._sentence_emotion = self.emotion
-                self._emitted_any = True
-                return SpokenSentence(head[offset:].strip(), emotion)
-        return None
-
-
-def _certainly_ended(text: str) -> bool:
-    """The text ends a sentence for sure: CJK end punctuation, or .!? followed by a space
-    after a word that is not an abbreviation ("Dr. " waits for the next word)."""
-    stripped = text.rstrip()
-    if stripped[-1:] in "。！？；":
-        return True
-    if not _ENDED_BY_SPACE.search(text):
-        return False
-    last_word = stripped.split()[-1].rstrip(".!?\"')]").lower() if stripped.split() else ""
-    return last_word not in _ABBREVIATIONS
+        end = first_clause_end(text, self.first_clause_min_chars)
+        if end is None:
+            return None
+        self._pending_text = text[end:]
+        emotion = self._sentence_emotion or self.emotion
+        self._sentence_emotion = self.emotion
+        self._emitted_any = True
+        return SpokenSentence(text[:end].strip(), emotion)
 
 
 def _consumed_length(text: str, sentences: list[str]) -> int:

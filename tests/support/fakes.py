@@ -1,16 +1,17 @@
 """Scripted stand-ins for engines, for session tests in virtual time.
 
-They live in the package (not in tests/) so that anyone embedding the session can test their
-integration the same way. Each is deterministic and instant unless told to wait on the clock.
+Each is deterministic and instant unless told to wait on the clock, and has the shape of its
+stage's protocol (`avatar.core.protocols`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import numpy as np
 
-from avatar.core.types import AudioChunk, Speech, Transcript
+from avatar.core.errors import InputError
+from avatar.core.types import AudioChunk, Speech, Transcript, TTSChunk
 
 
 class ScriptedVAD:
@@ -83,19 +84,31 @@ class ScriptedLLM:
 
 
 class ToneTTS:
-    """Speech of `seconds_per_word` per word: a tone whose amplitude encodes the word count."""
+    """Speech of `seconds_per_word` per word: a 220 Hz tone. Records each text and its emotion.
+
+    Like Piper, it raises an InputError for a text with no letter or digit to read ("...")."""
 
     def __init__(self, sample_rate_hz: int = 16000, seconds_per_word: float = 0.2) -> None:
         self.sample_rate_hz = sample_rate_hz
         self.seconds_per_word = seconds_per_word
         self.spoken: list[str] = []
+        self.emotions: list[str | None] = []
 
-    def synthesize(self, text: str) -> Speech:
+    def synthesize(self, text: str, *, emotion: str | None = None) -> Speech:
+        if not any(char.isalnum() for char in text):
+            raise InputError(f"no text to speak in {text!r}: it has no letters or digits")
         self.spoken.append(text)
+        self.emotions.append(emotion)
         n = int(len(text.split()) * self.seconds_per_word * self.sample_rate_hz)
         t = np.arange(n) / self.sample_rate_hz
         pcm = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
         return Speech(AudioChunk(pcm, self.sample_rate_hz), text, "en")
+
+    def stream(self, text: str, *, emotion: str | None = None) -> Iterator[TTSChunk]:
+        yield TTSChunk(self.synthesize(text, emotion=emotion), is_last=True)
+
+    def close(self) -> None:
+        pass
 
 
 class FlatLipSync:
