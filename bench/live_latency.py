@@ -2,7 +2,7 @@
 
 Starts `avatar serve` as a separate process on 127.0.0.1 (so the server gets its own interpreter
 and GIL, as in production; the client's decoding still shares this machine's cores) or uses
---url, then drives it with `tests.support.live_probe.LiveProbe`:
+--url, then drives it with `tests.support.live_probe_client.LiveProbe`:
 
 1. turns: speech end -> first avatar audio / first lip-synced frame, A/V offset (p50/p95);
 2. barge-in: talk over the reply, time until the avatar is silent at the receiver (p50/p95);
@@ -41,7 +41,7 @@ CAPACITY_WINDOW_S = 20.0
 REALTIME_MIN_FPS = 24.0
 REALTIME_MAX_AUDIO_GAP_MS = 100.0
 SERVER_SCRIPT = (
-    "import sys; from tests.support.loopback_ice import install_loopback_only; install_loopback_only(); "
+    "import sys; from avatar.live.ice import install_loopback_only; install_loopback_only(); "
     "from avatar.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 
@@ -111,7 +111,7 @@ def wait_for_health(url: str, child: subprocess.Popen) -> None:
 
 
 async def measure_turns(url: str, question: np.ndarray, turns: int, barge_ins: int) -> tuple[list, list]:
-    from tests.support.live_probe import LiveProbe
+    from tests.support.live_probe_client import LiveProbe
 
     async with LiveProbe(url) as probe:
         await asyncio.sleep(1.0)
@@ -156,7 +156,7 @@ def counting_video_decoders():
 
 async def measure_capacity(url: str, question: np.ndarray, clients: int) -> list[dict]:
     """`clients` sessions over one window, one question each (staggered), real-time stats each."""
-    from tests.support.live_probe import LiveProbe
+    from tests.support.live_probe_client import LiveProbe
 
     probes = [LiveProbe(url, client_index=i) for i in range(clients)]
     try:
@@ -186,7 +186,7 @@ async def measure_capacity(url: str, question: np.ndarray, clients: int) -> list
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tests.support.live_probe import summarize
+    from tests.support.live_probe_analysis import summarize
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="use a running server instead of starting one")
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from tests.support.loopback_ice import install_loopback_only
+    from avatar.live.ice import install_loopback_only
 
     install_loopback_only()
     question = synthesize_question()

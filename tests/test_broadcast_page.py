@@ -31,7 +31,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 SHOTS = Path(tempfile.gettempdir()) / "avatar-screenshots"
 START_S = 90.0
 SERVER_SCRIPT = (
-    "import sys; from tests.support.loopback_ice import install_loopback_only; install_loopback_only(); "
+    "import sys; from avatar.live.ice import install_loopback_only; install_loopback_only(); "
     "from avatar.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from avatar import cli
+from avatar.cli.live import live_config
 from avatar.library.store import AvatarLibrary
 from tests.conftest import ASSETS, SAMPLE_PORTRAIT, SAMPLE_VOICE
 
@@ -153,7 +154,7 @@ def test_render_avatar_and_photo_are_mutually_exclusive(capsys, made):
 
 
 def _serve_config(*argv: str):
-    return cli.live_config(cli._build_parser().parse_args(["serve", *argv]))
+    return live_config(cli._build_parser().parse_args(["serve", *argv]))
 
 
 def test_serve_with_avatar_takes_everything_from_the_library(made):
@@ -174,7 +175,7 @@ def test_serve_with_avatar_takes_everything_from_the_library(made):
 
 def test_serve_without_avatar_keeps_its_defaults(capsys):
     config = _serve_config()
-    assert config.photo_path == Path("assets/sample_portrait.jpg") and config.llm == "stub"
+    assert config.photo_path == Path("assets/sample_portrait.jpg") and config.llm == "answerer"
     assert config.persona_name == "Mona" and config.voice_profile_path is None
     assert config.system_prompt == "You are Mona, a friendly talking avatar."
     assert config.avatar_name == "sample_portrait.jpg"

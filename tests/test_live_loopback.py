@@ -1,7 +1,7 @@
 """Loopback tests of the live server with two real aiortc peers in one process.
 
 The server (`LiveServer` on aiohttp, real engines, stub LLM) and the headless client
-(`tests.support.live_probe.LiveProbe`) talk over 127.0.0.1 only: aioice's host address lookup is
+(`tests.support.live_probe_client.LiveProbe`) talk over 127.0.0.1 only: aioice's host address lookup is
 patched for the duration of each test. Each test runs its own event loop under a hard timeout,
 so a hung connection fails the test instead of the whole run.
 """
@@ -89,7 +89,7 @@ def assistant_messages(history: list[dict]) -> list[str]:
 
 def test_spoken_question_gets_a_spoken_lip_synced_answer(engines, run_loopback):
     from avatar.core.audio_io import load_audio
-    from tests.support.live_probe import LiveProbe
+    from tests.support.live_probe_client import LiveProbe
 
     jfk = load_audio(eval_file("speech/en_male_jfk.flac")).pcm.astype(np.float32)
     pad = np.zeros(8000, np.float32)
@@ -115,7 +115,7 @@ def test_spoken_question_gets_a_spoken_lip_synced_answer(engines, run_loopback):
 
 
 def test_barge_in_silences_the_avatar_and_truncates_history(engines, question_16k, run_loopback):
-    from tests.support.live_probe import LiveProbe
+    from tests.support.live_probe_client import LiveProbe
 
     async def scenario():
         async with running_server(engines) as (server, url), LiveProbe(url) as probe:
@@ -134,7 +134,7 @@ def test_barge_in_silences_the_avatar_and_truncates_history(engines, question_16
 
 
 def test_data_channel_interrupt_silences_the_avatar(engines, question_16k, run_loopback):
-    from tests.support.live_probe import LiveProbe
+    from tests.support.live_probe_client import LiveProbe
 
     async def scenario():
         async with running_server(engines) as (server, url), LiveProbe(url) as probe:
@@ -149,7 +149,8 @@ def test_data_channel_interrupt_silences_the_avatar(engines, question_16k, run_l
 
 
 def test_disconnect_mid_stream_ends_only_that_session(engines, question_16k, caplog, run_loopback):
-    from tests.support.live_probe import LiveProbe, first_loud_audio
+    from tests.support.live_probe_analysis import first_loud_audio
+    from tests.support.live_probe_client import LiveProbe
 
     caplog.set_level(logging.INFO, logger="avatar.live")
 
@@ -181,3 +182,20 @@ def test_disconnect_mid_stream_ends_only_that_session(engines, question_16k, cap
     assert "opening hours" in result.transcript.lower()
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
+
+
+def test_health_says_which_engine_replies(engines, run_loopback):
+    """/health names the reply engine, as the start-up line does: here the stub, asked for by name."""
+    from aiohttp import ClientSession
+
+    async def scenario():
+        async with (
+            running_server(engines) as (_server, url),
+            ClientSession() as http,
+            http.get(f"{url}/health") as response,
+        ):
+            return await response.json()
+
+    health = run_loopback(scenario)
+    assert health["llm"] == "stub" and health["reply_engine"].startswith("stub: ")
+    assert "benchmarks" in health["reply_engine"]

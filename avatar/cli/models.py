@@ -1,7 +1,7 @@
 """`avatar models`: list every engine, say whether it can run here, fetch or locate its weights.
 
-Kept out of avatar/cli.py so that file only needs two lines (`add_models_parser(sub)` and the
-dispatch to `run_models`). Listing is find_spec + stat only, so it answers in milliseconds; the
+The `models` command group of the CLI (avatar/cli/__init__.py adds it with
+`add_models_parser(sub)` and runs `run_models`). Listing is find_spec + stat only, so it answers in milliseconds; the
 only command that touches the network is `avatar models download`, and only when typed.
 
     avatar models [--json] [--dir PATH]
@@ -95,7 +95,7 @@ def _path_text(status: EngineStatus) -> str:
     spec = get_spec(status.name)
     if spec.location != LOCATION_NONE:
         return str(status.path)
-    return "(bundled)" if spec.tier == "embedded" else "(remote)"
+    return {"embedded": "(bundled)", "service": "(remote)"}.get(spec.tier, "(a folder you name)")
 
 
 def _rows(root: Path | None) -> list[dict]:

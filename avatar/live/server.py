@@ -113,6 +113,7 @@ class LiveServer:
                 "persona": config.persona_name,
                 "ice_servers": list(self.ice_servers),
                 "llm": config.llm,
+                "reply_engine": self.engines.reply_engine,
                 "token_required": bool(self.token),
             }
         )
@@ -149,11 +150,8 @@ class LiveServer:
         from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
         from avatar.core.clock import SystemClock
-        from avatar.live.conversation import ConversationSession
         from avatar.playout.av_output import AVOutputQueue, AVPlayout
         from avatar.playout.webrtc_tracks import paced_tracks
-        from avatar.turns.turn_detector import TurnDetector
-        from avatar.turns.vad_silero import SileroVAD
         from lipsync.streaming_lipsync import StreamingLipSync
 
         engines, config = self.engines, self.engines.config
@@ -170,28 +168,7 @@ class LiveServer:
             if channel is not None and channel.readyState == "open":
                 channel.send(json.dumps(event, ensure_ascii=False, default=str))
 
-        live.session = ConversationSession(
-            vad=SileroVAD(
-                model=engines.vad_model,
-                min_speech_ms=config.barge_in_min_speech_ms,
-                min_silence_ms=SPECULATE_AFTER_SILENCE_MS,  # the speculative reply starts here
-            ),
-            turn_detector=TurnDetector(
-                min_turn_s=config.barge_in_min_speech_ms / 1000,
-                end_silence_ms=config.end_of_turn_silence_ms,  # counted from the end of speech
-            ),
-            asr=engines.asr,
-            llm=engines.llm,
-            tts=engines,
-            lipsync=lipsync,
-            queue=queue,
-            playout=playout,
-            clock=clock,
-            system_prompt=config.system_prompt,
-            language=config.language,
-            run_blocking=engines.run_blocking,
-            on_event=send_event,
-        )
+        live.session = self._conversation(lipsync, queue, playout, clock, send_event)
         self.sessions[session_id] = live
         log.info("session %s: offer received (%d live)", session_id, len(self.sessions))
 
@@ -240,6 +217,36 @@ class LiveServer:
             await self.close_session(session_id)
             raise
         return live, pc.localDescription
+
+    def _conversation(self, lipsync, queue, playout, clock, send_event):
+        """The session's conversation loop over the shared engines (VAD and turn rules per session)."""
+        from avatar.live.conversation import ConversationSession
+        from avatar.turns.turn_detector import TurnDetector
+        from avatar.turns.vad_silero import SileroVAD
+
+        engines, config = self.engines, self.engines.config
+        return ConversationSession(
+            vad=SileroVAD(
+                model=engines.vad_model,
+                min_speech_ms=config.barge_in_min_speech_ms,
+                min_silence_ms=SPECULATE_AFTER_SILENCE_MS,  # the speculative reply starts here
+            ),
+            turn_detector=TurnDetector(
+                min_turn_s=config.barge_in_min_speech_ms / 1000,
+                end_silence_ms=config.end_of_turn_silence_ms,  # counted from the end of speech
+            ),
+            asr=engines.asr,
+            llm=engines.llm,
+            tts=engines,
+            lipsync=lipsync,
+            queue=queue,
+            playout=playout,
+            clock=clock,
+            system_prompt=config.system_prompt,
+            language=config.language,
+            run_blocking=engines.run_blocking,
+            on_event=send_event,
+        )
 
     def _spawn(self, live: LiveSession, coroutine) -> None:
         """Session-owned task: tracked, and cancelled and awaited when the session closes."""
