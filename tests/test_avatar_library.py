@@ -17,13 +17,8 @@ import numpy as np
 import pytest
 
 from avatar.core.errors import InputError
-from avatar.library.store import (
-    STALE_STAGING_AGE_S,
-    AvatarLibrary,
-    default_library_root,
-    render_preview,
-    slugify,
-)
+from avatar.library.records import default_library_root, slugify
+from avatar.library.store import STALE_STAGING_AGE_S, AvatarLibrary, render_preview
 from tests.conftest import ASSETS, ROOT, SAMPLE_PORTRAIT, SAMPLE_VOICE, eval_file
 
 KNOWLEDGE = ASSETS / "knowledge" / "shop_faq.md"
@@ -129,6 +124,26 @@ def test_get_by_slug_name_and_case_and_unknown_lists_names(full):
     error = _input_error(library.get, "Leonardo")
     assert error.message == "no avatar named 'Leonardo'"
     assert error.hint == "available: Mona Lisa (mona-lisa)"
+
+
+def test_inputs_are_what_the_engines_take_from_an_avatar(full, library):
+    """One view of an avatar for renders, live sessions and streams: cloning takes the recording
+    and its transcript, DSP matching the saved profile; a voiceless avatar brings neither."""
+    library_full, record = full
+    avatar = library_full.inputs("Mona Lisa")
+    assert avatar == record.inputs()
+    assert (avatar.label, avatar.name, avatar.photo_path) == (record.label, "Mona Lisa", record.photo_path)
+    assert (avatar.language, avatar.persona_prompt) == ("en", PERSONA)
+    assert avatar.knowledge_paths == (record.knowledge_path,)
+    assert avatar.voice_reference(cloning=False) == (record.voice_profile_path, None)
+    assert avatar.voice_reference(cloning=True) == (
+        record.voice_sample_path,
+        "unless a system is established",
+    )
+    with pytest.raises(AttributeError):
+        avatar.photo_path = record.thumbnail_path  # frozen: a caller cannot change the library's view
+    voiceless = library.create("Plain", SAMPLE_PORTRAIT).inputs()
+    assert voiceless.voice_reference(cloning=False) == (None, None) and voiceless.knowledge_paths == ()
 
 
 def test_empty_library_says_how_to_create(library):
@@ -381,7 +396,7 @@ def test_a_failure_mid_save_leaves_no_avatar(library, monkeypatch):
         written.extend(_entries(path.parent))  # the photo is already in the staging folder
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(module, "_write_thumbnail", crash)
+    monkeypatch.setattr(module, "write_thumbnail", crash)
     with pytest.raises(OSError, match="No space left"):
         library.create("Mona", SAMPLE_PORTRAIT)
     assert written == ["photo.jpg"]
@@ -394,7 +409,7 @@ def test_a_failure_writing_the_voice_profile_leaves_no_avatar(library, monkeypat
     def crash(profile):
         raise KeyboardInterrupt  # Ctrl-C during the save
 
-    monkeypatch.setattr(module, "_profile_json", crash)
+    monkeypatch.setattr(module, "profile_json", crash)
     with pytest.raises(KeyboardInterrupt):
         library.create("Mona", SAMPLE_PORTRAIT, SAMPLE_VOICE)
     assert _entries(library.root) == [] and library.list() == []
@@ -404,7 +419,7 @@ CRASHING_SAVE = """
 import os, sys
 from pathlib import Path
 import avatar.library.store as module
-module._write_thumbnail = lambda *args: os._exit(3)  # the process dies mid-save: no cleanup runs
+module.write_thumbnail = lambda *args: os._exit(3)  # the process dies mid-save: no cleanup runs
 module.AvatarLibrary(Path(sys.argv[1])).create("Mona", Path(sys.argv[2]))
 """
 
@@ -458,7 +473,7 @@ def test_render_preview_speaks_in_the_matched_voice(full, library, tmp_path, mon
     pitch trackers misread its voice now and then, so the DSP effect is measured in
     tests/test_voice_match.py, not here)."""
     import voices.voice_match
-    from avatar.render.job import RenderEngines
+    from avatar.engines.engine_set import EngineSet
     from tests.support.media_probe import probe_media
     from voices.voice_profile import VoiceProfile
 
@@ -472,7 +487,7 @@ def test_render_preview_speaks_in_the_matched_voice(full, library, tmp_path, mon
     monkeypatch.setattr(voices.voice_match, "match_voice", spy)
     _, voiced = full
     plain = library.create("Plain", SAMPLE_PORTRAIT)
-    engines = RenderEngines(cache_dir=tmp_path / "cache")
+    engines = EngineSet(cache_dir=tmp_path / "cache")
     try:
         voiced_mp4 = render_preview(
             voiced, "Hello, nice to meet you.", tmp_path / "voiced.mp4", engines=engines

@@ -119,7 +119,7 @@ def test_render_errors_and_a_reused_folder_name(console, tmp_path):
                               progress=lambda fraction, desc: progress.append((fraction, desc)))  # fmt: skip
     assert rendered.ok, rendered.message
     assert progress[-1][0] == pytest.approx(1.0) and "frame" in progress[-1][1]
-    engines = console._engines
+    engines = console.engines.loaded_render_engines
     lipsync = console.render(slug, "audio", "", str(SAMPLE_VOICE), "happy", "auto", 256, "loudness")
     assert lipsync.ok, lipsync.message
     assert "rendered 7.7 s" in lipsync.message  # the recording's length
@@ -130,7 +130,7 @@ def test_render_errors_and_a_reused_folder_name(console, tmp_path):
     again = console.save_avatar("Render Me", str(mirrored), None, "", "en", "", None)
     assert again.ok and again.value.slug == slug
     assert console.render(slug, "text", "Hi.", None, "neutral", "auto", 256, "loudness").ok
-    assert console._engines is not engines  # the changed photo started fresh engines
+    assert console.engines.loaded_render_engines is not engines  # the changed photo started fresh engines
     assert console.delete(slug, True).ok
 
 

@@ -6,9 +6,8 @@ clicks, a work folder for renders and exports, and the live-server child process
 returns values ready for the page and turns every error into one Markdown line (see
 `webui.formatting.error_line`); nothing raises into Gradio.
 
-Engines: photo and voice checks share one face landmarker and one Whisper model (loaded on first
-use), renders share one `RenderEngines`; a lock per group keeps two browser tabs from using an
-engine at the same time, while a check stays possible during a long render.
+Engines: `webui.console_engines.ConsoleEngines` keeps them loaded between clicks, one lock per
+group (checks, renders), so a check stays possible during a long render.
 """
 
 from __future__ import annotations
@@ -25,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avatar.core.errors import AvatarError, InputError
-from webui import formatting
+from webui import formatting, render_form
+from webui.console_engines import ConsoleEngines
 from webui.live_process import LiveServerProcess, LiveStatus, serve_command
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,6 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[float, str], None]  # (fraction 0-1, description)
 
 DEFAULT_PREVIEW_TEXT = "Hello! This is how I look and sound."
-DEFAULT_SIZE_PX = 512
-MIN_SIZE_PX, MAX_SIZE_PX = 128, 1024
-SPEECH_SHARE = 0.25  # of the progress bar, for the speech stage of a text render
-MAX_CACHED_PHOTOS = 8  # prepared renderers kept in memory before the render engines start afresh
 
 
 @dataclass(frozen=True)
@@ -75,12 +71,7 @@ class Console:
             Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="avatar-webui-"))
         )
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self._check_lock = threading.Lock()
-        self._render_lock = threading.Lock()
-        self._landmarker = None
-        self._asr = None
-        self._engines = None
-        self._photo_stamps: dict[str, tuple[int, int]] = {}
+        self.engines = ConsoleEngines()
         self._counter = 0
         self._counter_lock = threading.Lock()
         self.live = LiveServerProcess(
@@ -93,15 +84,7 @@ class Console:
     def close(self) -> None:
         """Stop the live server, close the engines, remove the work folder (when it is ours)."""
         self.live.close()
-        with self._render_lock:
-            if self._engines is not None:
-                self._engines.close()
-                self._engines = None
-        with self._check_lock:
-            if self._landmarker is not None:
-                self._landmarker.close()
-                self._landmarker = None
-            self._asr = None
+        self.engines.close()
         if self._owns_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
@@ -113,31 +96,6 @@ class Console:
         target = self.work_dir / folder
         target.mkdir(parents=True, exist_ok=True)
         return target / f"{_safe_stem(stem)}-{time.strftime('%H%M%S')}-{number}{suffix}"
-
-    def _engines_for_render(self, photo: Path | None = None):
-        """The shared RenderEngines (call with the render lock held).
-
-        RenderEngines caches a prepared renderer per photo *path* and never forgets one; in a
-        long-running console an avatar can be deleted and a new one saved under the same folder
-        name, and every preview has a photo path of its own. So a photo whose size or mtime
-        changed since it was last rendered, or more than MAX_CACHED_PHOTOS photos, start a fresh
-        set of engines (TTS and landmarker reload in ~2 s).
-        """
-        if photo is not None:
-            stat = Path(photo).stat()
-            key, stamp = str(Path(photo).resolve()), (stat.st_mtime_ns, stat.st_size)
-            changed = self._photo_stamps.get(key, stamp) != stamp
-            too_many = key not in self._photo_stamps and len(self._photo_stamps) >= MAX_CACHED_PHOTOS
-            if (changed or too_many) and self._engines is not None:
-                self._engines.close()
-                self._engines = None
-                self._photo_stamps.clear()
-            self._photo_stamps[key] = stamp
-        if self._engines is None:
-            from avatar.render.job import RenderEngines
-
-            self._engines = RenderEngines()
-        return self._engines
 
     def _run(self, what: str, action: Callable[[], Outcome]) -> Outcome:
         """Run a handler body; every error becomes a one-line message (tracebacks go to the log)."""
@@ -159,12 +117,8 @@ class Console:
         def action() -> Outcome:
             from avatar.library.checks import check_photo
 
-            with self._check_lock:
-                if self._landmarker is None:
-                    from lipsync.face_landmarker import FaceLandmarker
-
-                    self._landmarker = FaceLandmarker()
-                check = check_photo(path, landmarker=self._landmarker)
+            with self.engines.landmarker() as landmarker:
+                check = check_photo(path, landmarker=landmarker)
             return Outcome(formatting.photo_summary(check), check.preview_rgb)
 
         outcome = self._run("photo check", action)
@@ -179,12 +133,8 @@ class Console:
         def action() -> Outcome:
             from avatar.library.checks import check_voice_sample
 
-            with self._check_lock:
-                if self._asr is None:
-                    from avatar.asr.whisper import WhisperASR
-
-                    self._asr = WhisperASR().load()
-                check = check_voice_sample(path, transcribe=True, asr=self._asr)
+            with self.engines.asr() as asr:
+                check = check_voice_sample(path, transcribe=True, asr=asr)
             return Outcome(formatting.voice_summary(check), check)
 
         outcome = self._run("voice check", action)
@@ -249,8 +199,7 @@ class Console:
                 output = self._new_path("previews", record.slug, ".mp4")
                 if progress is not None:
                     progress(0.4, "rendering the preview clip")
-                with self._render_lock:
-                    engines = self._engines_for_render(record.photo_path)
+                with self.engines.render(record.photo_path) as engines:
                     render_preview(
                         record, (text or "").strip() or DEFAULT_PREVIEW_TEXT, output, engines=engines
                     )
@@ -362,49 +311,25 @@ class Console:
 
         def action() -> Outcome:
             from avatar.render.job import render_video
-            from avatar.render.request import RenderRequest
 
             if not slug:
                 raise InputError("choose an avatar first", "create one in the Create avatar tab")
             record = self.library.get(slug)
-            size = int(size_px or DEFAULT_SIZE_PX)
-            if not MIN_SIZE_PX <= size <= MAX_SIZE_PX:
-                raise InputError(f"size {size} px is out of range", f"use {MIN_SIZE_PX}-{MAX_SIZE_PX} px")
-            audio_path = _path_or_none(audio)
-            if source == "audio":
-                if audio_path is None:
-                    raise InputError("upload or record the audio to lip-sync first")
-                speech = {"audio_path": audio_path, "audio_timing": audio_timing or "loudness"}
-            else:
-                if not (text or "").strip():
-                    raise InputError("type what the avatar should say", "e.g. [happy] Hello there!")
-                voice = record.voice_profile_path or record.voice_sample_path
-                speech = {"text": text, "voice_sample_path": voice}
-            language = formatting.language_from_choice(language_choice)
-            request = RenderRequest(
-                photo_path=record.photo_path,
-                output_path=self._new_path("renders", record.slug, ".mp4"),
-                emotion=emotion or "neutral",
-                language=language if language is not None else record.settings.language,
-                size_px=size,
-                face_index=record.settings.face_index,
-                **speech,
+            request = render_form.render_request(
+                record.inputs(),
+                self._new_path("renders", record.slug, ".mp4"),
+                source,
+                text,
+                _path_or_none(audio),
+                emotion,
+                language_choice,
+                size_px,
+                audio_timing,
             )
-            speech_share = SPEECH_SHARE if source != "audio" else 0.0
-
-            def on_progress(stage: str, done: int, total: int) -> None:
-                if progress is None or total <= 0:
-                    return
-                if stage == "speech":
-                    progress(speech_share * done / total, f"synthesizing speech: sentence {done}/{total}")
-                else:
-                    fraction = speech_share + (1 - speech_share) * done / total
-                    progress(fraction, f"rendering video: frame {done}/{total}")
-
+            on_progress = render_form.progress_adapter(progress, text_first=source != "audio")
             if progress is not None:
                 progress(0.0, "loading the engines")
-            with self._render_lock:
-                engines = self._engines_for_render(record.photo_path)
+            with self.engines.render(request.photo_path) as engines:
                 result = render_video(request, engines, progress=on_progress)
             return Outcome(formatting.render_summary(result), Path(result.output_path))
 
@@ -419,9 +344,10 @@ class Console:
                 raise InputError("choose an avatar first", "create one in the Create avatar tab")
             record = self.library.get(slug)
             status = self.live.start(record.slug, on_wait=on_wait)
+            knowledge = record.inputs().knowledge_paths
             replies = (
-                f"answers from {record.knowledge_path.name}"
-                if record.knowledge_path
+                f"answers from {', '.join(path.name for path in knowledge)}"
+                if knowledge
                 else "no knowledge file: a fixed reply (add one to get answers)"
             )
             return Outcome(f"✓ {status.message}; {replies}", status)
@@ -431,18 +357,3 @@ class Console:
     def stop_live(self) -> LiveStatus:
         self.live.stop()
         return self.live.status()
-
-
-def live_iframe_html(url: str | None, height_px: int = 760) -> str:
-    """The live page embedded with the permissions it needs (microphone, autoplay of the reply)."""
-    if not url:
-        return (
-            '<div class="live-placeholder">Choose an avatar and press <b>Start live server</b>; '
-            "its conversation page appears here.</div>"
-        )
-    from html import escape
-
-    return (
-        f'<iframe src="{escape(url, quote=True)}" title="live conversation" allow="microphone; autoplay" '
-        f'style="width:100%;height:{int(height_px)}px;border:0;border-radius:8px"></iframe>'
-    )

@@ -183,3 +183,18 @@ def unavailable_engines_note(statuses: Iterable) -> str:
     if not lines:
         return ""
     return "Not selectable here:\n\n" + "\n".join(lines)
+
+
+def live_iframe_html(url: str | None, height_px: int = 760) -> str:
+    """The live page embedded with the permissions it needs (microphone, autoplay of the reply)."""
+    if not url:
+        return (
+            '<div class="live-placeholder">Choose an avatar and press <b>Start live server</b>; '
+            "its conversation page appears here.</div>"
+        )
+    from html import escape
+
+    return (
+        f'<iframe src="{escape(url, quote=True)}" title="live conversation" allow="microphone; autoplay" '
+        f'style="width:100%;height:{int(height_px)}px;border:0;border-radius:8px"></iframe>'
+    )

@@ -11,19 +11,8 @@ Why this shape:
   holds across I/O; a full deque drops its oldest tick (`dropped_ticks`), and while no ffmpeg is
   running (connecting failed, backing off) ticks are discarded (`discarded_ticks`): a live stream
   does not replay old time.
-- One thread per pipe. ffmpeg opens its inputs one after the other and later reads them on
-  separate threads; if one Python thread wrote both pipes, ffmpeg waiting for audio while that
-  thread sits in a blocked video write would deadlock (measured: it did, at start-up). The video
-  writer hands tick k's audio to the audio pump before it writes frame k, so audio is never behind
-  video in what ffmpeg can read. `-probesize 32` keeps ffmpeg's probing to one frame and one packet.
-- BGR -> I420 in the writer thread (cv2, BT.601 limited range, tagged as such): half the pipe bytes
-  of bgr24; measured at 512x512 25 fps, ffmpeg took 14.9 % of a core instead of 17.3 % (swscale
-  doing it) for 0.28 ms of Python per frame.
-- "connected" = ffmpeg's `-progress` report counts encoded frames. ffmpeg opens its output before
-  it encodes anything (RTMP: TCP connect, handshake, and `publish` answered by the server; record:
-  the first segment file) and exits when that fails, so a frame count above 0 from a live process
-  means the server took the stream and media is flowing. No log text is parsed, and files and
-  streams are handled alike.
+- One thread per pipe, BGR -> I420 in the writer thread, and "connected" from ffmpeg's own frame
+  count: see avatar.broadcast.ffmpeg_run (the child process, its pipes and its command line).
 - Supervision: when ffmpeg exits, a pipe write fails, or a pipe write stays blocked longer than
   `stall_timeout_s` (a dead network path: ffmpeg stuck in send() stops reading its input), the run
   is ended and restarted after a backoff (0.5, 1, 2, 4, 8 s, capped, reset once a run stayed
@@ -35,18 +24,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import subprocess
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from avatar.broadcast.ffmpeg_run import (
+    AudioPump,
+    FfmpegRun,
+    Tick,
+    WriterState,
+    ffmpeg_command,
+    record_destination,
+    to_i420,
+    to_s16,
+    write_all,
+)
 from avatar.core.errors import InputError
 from avatar.core.system_tools import require_tool, stop_process
 
@@ -54,14 +52,7 @@ log = logging.getLogger(__name__)
 
 OUTPUT_KINDS = ("rtmp", "record")
 RTMP_SCHEMES = ("rtmp://", "rtmps://")
-AAC_RATE_HZ = 44100  # what RTMP ingest services and players expect
-AAC_CHANNELS = 2  # some ingest services refuse mono; the cost is nil
-STDERR_RING_LINES = 20
-PROGRESS_PERIOD_S = 0.5
 POLL_S = 0.1
-# ffmpeg's log lines that say nothing about the cause; the line before them is the useful one
-_GENERIC_LINES = ("Conversion failed!", "Exiting normally", "received signal")
-_POINTER = re.compile(r" @ 0x[0-9a-f]+")
 
 EventCallback = Callable[[dict], None]
 
@@ -76,135 +67,6 @@ class StreamOutput(Protocol):
     def status(self) -> dict: ...
 
     def close(self) -> None: ...  # blocking; stops the ffmpeg child
-
-
-@dataclass
-class _WriterState:
-    """What the video writer of one run reports to the supervisor."""
-
-    error: str = ""
-    blocked_since: float | None = None  # monotonic start of the pipe write in progress
-
-
-@dataclass(frozen=True)
-class _Tick:
-    index: int
-    audio: np.ndarray  # float32, exactly samples_per_tick
-    frame: np.ndarray  # HxWx3 uint8 BGR, owned (copied on write)
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _to_s16(audio: np.ndarray) -> bytes:
-    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-
-
-class _AudioPump:
-    """Writes audio to ffmpeg's second pipe on its own thread, so neither pipe waits on the other.
-
-    Owns the write end of the pipe and closes it when finished (EOF tells ffmpeg the input ended).
-    Its backlog is at most what the video writer handed over and ffmpeg has not read yet.
-    """
-
-    def __init__(self, fd: int, name: str) -> None:
-        self._fd = fd
-        self._chunks: deque[bytes] = deque()
-        self._cond = threading.Condition()
-        self._finished = False
-        self.error = ""
-        self.blocked_since: float | None = None
-        self._thread = threading.Thread(target=self._run, name=f"{name}-audio", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def put(self, data: bytes) -> None:
-        with self._cond:
-            if not self.error:
-                self._chunks.append(data)
-                self._cond.notify()
-
-    def finish(self) -> None:
-        with self._cond:
-            self._finished = True
-            self._cond.notify()
-
-    def join(self) -> None:
-        self._thread.join()
-
-    def _run(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    while not self._chunks and not self._finished:
-                        self._cond.wait()
-                    if not self._chunks:
-                        return
-                    data = b"".join(self._chunks)
-                    self._chunks.clear()
-                self.blocked_since = time.monotonic()
-                _write_all(self._fd, data)
-                self.blocked_since = None
-        except OSError as exc:
-            with self._cond:
-                self.error = f"audio pipe: {exc.strerror or exc}"
-                self._chunks.clear()
-        finally:
-            self.blocked_since = None
-            os.close(self._fd)
-
-
-class _FfmpegRun:
-    """One ffmpeg child with the threads that drain its stdout (progress) and stderr (log ring).
-
-    The feeding threads belong to FfmpegOutput; everything here ends once the child is gone.
-    """
-
-    def __init__(self, command: list[str], audio_read_fd: int, name: str) -> None:
-        self.process = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=(audio_read_fd,),
-        )
-        self.frames_out = 0
-        self.stderr_lines: deque[str] = deque(maxlen=STDERR_RING_LINES)
-        self._readers = [
-            threading.Thread(target=self._read_progress, name=f"{name}-progress", daemon=True),
-            threading.Thread(target=self._read_stderr, name=f"{name}-stderr", daemon=True),
-        ]
-        for thread in self._readers:
-            thread.start()
-
-    def _read_progress(self) -> None:
-        for raw in self.process.stdout:
-            key, _, value = raw.decode("utf-8", "replace").strip().partition("=")
-            if key == "frame" and value.isdigit():
-                self.frames_out = int(value)
-
-    def _read_stderr(self) -> None:
-        for raw in self.process.stderr:
-            line = _POINTER.sub("", raw.decode("utf-8", "replace").strip())
-            if line:
-                self.stderr_lines.append(line)
-
-    def last_error(self) -> str:
-        """The last log line that names a cause, not ffmpeg's closing boilerplate."""
-        for line in reversed(self.stderr_lines):
-            if not any(generic in line for generic in _GENERIC_LINES):
-                return line
-        return ""
-
-    def join_readers(self) -> None:
-        for thread in self._readers:
-            thread.join()
-        self.process.stdout.close()
-        self.process.stderr.close()
 
 
 def check_segment_length(segment_s: float) -> None:
@@ -282,7 +144,7 @@ class FfmpegOutput:
 
         self._lock = threading.Lock()
         self._ticks_ready = threading.Condition(self._lock)
-        self._queue: deque[_Tick] = deque()
+        self._queue: deque[Tick] = deque()
         self._accepting = False  # an ffmpeg is starting or running: ticks are queued for it
         self._run_ending = False  # tells the writer of the current run to stop
         self._closed = False
@@ -332,7 +194,7 @@ class FfmpegOutput:
         samples = np.asarray(audio, dtype=np.float32).reshape(-1)[: self.samples_per_tick]
         if len(samples) < self.samples_per_tick:
             samples = np.pad(samples, (0, self.samples_per_tick - len(samples)))
-        tick = _Tick(tick_index, samples.copy(), frame.copy())
+        tick = Tick(tick_index, samples.copy(), frame.copy())
         with self._lock:
             if not self._accepting:
                 self._discarded += 1
@@ -389,52 +251,23 @@ class FfmpegOutput:
 
     def command(self, audio_fd: int, destination: str) -> list[str]:
         """The ffmpeg command line for one run (public so logs and docs can show it)."""
-        width, height = self._encoded_size
-        keyint = str(self.keyframe_interval_frames)
-        kbps = f"{self.video_kbps}k"
-        command = [
+        return ffmpeg_command(
             self._ffmpeg,
-            "-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning",
-            "-progress", "pipe:1", "-stats_period", str(PROGRESS_PERIOD_S),
-            # inputs: counted timestamps only, one frame / one packet of probing
-            "-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", f"{width}x{height}",
-            "-framerate", str(self.fps), "-probesize", "32", "-thread_queue_size", "16", "-i", "pipe:0",
-            "-f", "s16le", "-sample_rate", str(self.audio_rate_hz), "-ch_layout", "mono",
-            "-probesize", "32", "-thread_queue_size", "64", "-i", f"pipe:{audio_fd}",
-            "-map", "0:v:0", "-map", "1:a:0",
-            "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-profile:v", "high",
-            "-pix_fmt", "yuv420p",
-            "-colorspace", "smpte170m", "-color_primaries", "bt709", "-color_trc", "bt709",
-            "-color_range", "tv",
-            "-g", keyint, "-keyint_min", keyint, "-sc_threshold", "0",
-            "-b:v", kbps, "-maxrate", kbps, "-bufsize", kbps,
-            "-fps_mode", "cfr", "-r", str(self.fps),
-            "-c:a", "aac", "-b:a", f"{self.audio_kbps}k", "-ar", str(AAC_RATE_HZ), "-ac", str(AAC_CHANNELS),
-        ]  # fmt: skip
-        if self.kind == "rtmp":
-            return [*command, "-f", "flv", "-flvflags", "no_duration_filesize", destination]
-        return [
-            *command,
-            # a keyframe exactly at every cut, so segments last segment_s even if it is not a
-            # multiple of the keyframe interval
-            "-force_key_frames", f"expr:gte(t,n_forced*{self.segment_s:g})",
-            "-f", "segment", "-segment_time", f"{self.segment_s:g}", "-reset_timestamps", "1",
-            "-segment_format", "mp4", "-segment_format_options", "movflags=+faststart",
-            destination,
-        ]  # fmt: skip
+            kind=self.kind,
+            size=self._encoded_size,
+            fps=self.fps,
+            audio_rate_hz=self.audio_rate_hz,
+            audio_fd=audio_fd,
+            keyframe_interval_frames=self.keyframe_interval_frames,
+            video_kbps=self.video_kbps,
+            audio_kbps=self.audio_kbps,
+            segment_s=self.segment_s,
+            destination=destination,
+        )
 
     def _destination(self) -> str:
-        """RTMP: the URL. Record: a segment pattern named after this run's start, never reused, so
-        a restart cannot overwrite earlier segments (`-strftime` names collide within a second)."""
-        if self.kind == "rtmp":
-            return self.target
-        folder = Path(self.target)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        prefix, n = f"live-{stamp}", 1
-        while any(folder.glob(f"{prefix}-*.mp4")):
-            n += 1
-            prefix = f"live-{stamp}-{n}"
-        return str(folder / prefix).replace("%", "%%") + "-%03d.mp4"  # ffmpeg expands % in the name
+        """RTMP: the URL. Record: a fresh segment pattern in the folder (see record_destination)."""
+        return self.target if self.kind == "rtmp" else record_destination(Path(self.target))
 
     # -- supervisor thread -----------------------------------------------------------------------
 
@@ -467,14 +300,14 @@ class FfmpegOutput:
             self._accepting = True  # ticks wait in the deque while ffmpeg starts
         audio_read_fd, audio_write_fd = os.pipe()
         try:
-            run = _FfmpegRun(self.command(audio_read_fd, self._destination()), audio_read_fd, self.name)
+            run = FfmpegRun(self.command(audio_read_fd, self._destination()), audio_read_fd, self.name)
         except OSError as exc:
             os.close(audio_write_fd)
             return f"could not start ffmpeg: {exc}", 0.0
         finally:
             os.close(audio_read_fd)
-        pump = _AudioPump(audio_write_fd, self.name)
-        writer_state = _WriterState()
+        pump = AudioPump(audio_write_fd, self.name)
+        writer_state = WriterState()
         writer = threading.Thread(
             target=self._feed, args=(run, pump, writer_state), name=f"{self.name}-video", daemon=True
         )
@@ -503,9 +336,7 @@ class FfmpegOutput:
         error = error or run.last_error() or writer_state.error or pump.error
         return error or f"ffmpeg exited with code {run.process.returncode}", connected_for_s
 
-    def _watch(
-        self, run: _FfmpegRun, pump: _AudioPump, writer_state: _WriterState
-    ) -> tuple[str, float | None]:
+    def _watch(self, run: FfmpegRun, pump: AudioPump, writer_state: WriterState) -> tuple[str, float | None]:
         """Poll the run until it ends; say "connected" once frames come out. Returns (error, when
         connected); the error is empty when ffmpeg's own log will say why it ended."""
         connected_at: float | None = None
@@ -526,10 +357,8 @@ class FfmpegOutput:
             self._closing.wait(POLL_S)
         return "", connected_at
 
-    def _feed(self, run: _FfmpegRun, pump: _AudioPump, writer_state: _WriterState) -> None:
+    def _feed(self, run: FfmpegRun, pump: AudioPump, writer_state: WriterState) -> None:
         """Writer thread of one run: ticks from the deque to the pipes, audio handed over first."""
-        import cv2
-
         video_fd = run.process.stdin.fileno()
         try:
             while True:
@@ -539,15 +368,11 @@ class FfmpegOutput:
                     if not self._queue:
                         return
                     tick = self._queue.popleft()
-                pump.put(_to_s16(tick.audio))
-                frame = tick.frame
-                if self._encoded_size != (self.width, self.height):
-                    pad = ((0, self._encoded_size[1] - self.height), (0, self._encoded_size[0] - self.width))
-                    frame = np.pad(frame, (*pad, (0, 0)), mode="edge")
-                yuv = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420)
+                pump.put(to_s16(tick.audio))
+                yuv = to_i420(tick.frame, self._encoded_size)
                 writer_state.blocked_since = time.monotonic()
                 try:
-                    _write_all(video_fd, yuv.data)
+                    write_all(video_fd, yuv.data)
                 except OSError as exc:
                     writer_state.error = f"video pipe: {exc.strerror or exc}"
                     with self._lock:

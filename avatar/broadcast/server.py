@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from avatar.broadcast.events import EventHub
+from avatar.broadcast.monitor import MonitorPeers
 from avatar.core.errors import AvatarError, InputError
 from avatar.engines.live_set import LiveConfig, LiveEngines
 
 log = logging.getLogger("avatar.broadcast")
 STATIC_DIR = Path(__file__).with_name("static")
 MAX_BODY_BYTES = 100_000
-MAX_MONITORS = 4
 MAX_SAY_CHARS = 2000
-EVENT_QUEUE_SIZE = 500
-SSE_HEARTBEAT_S = 15.0
 _REFUSAL_STATUS = {
     "empty": 400,
     "too_long": 400,
@@ -57,12 +54,6 @@ class BroadcastConfig:
     heap_trim_interval_s: float = 30.0  # give freed heap back to the system (avatar.core.heap_trim); 0 = off
 
 
-@dataclass(eq=False)  # identity: kept in a set while connected
-class _Monitor:
-    pc: Any
-    tracks: tuple = field(default_factory=tuple)
-
-
 class BroadcastServer:
     """The aiohttp application around one broadcast."""
 
@@ -71,8 +62,8 @@ class BroadcastServer:
         self.engines = engines
         self.host = None
         self.outputs: list = []
-        self._subscribers: set[asyncio.Queue] = set()
-        self._monitors: set[_Monitor] = set()
+        self.events_hub = EventHub()
+        self.monitors = MonitorPeers()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._switching = asyncio.Lock()
         self._heap_trim: asyncio.Task | None = None
@@ -182,22 +173,16 @@ class BroadcastServer:
             self._heap_trim.cancel()
             await asyncio.gather(self._heap_trim, return_exceptions=True)
             self._heap_trim = None
-        monitors, self._monitors = list(self._monitors), set()
-        await asyncio.gather(*(monitor.pc.close() for monitor in monitors), return_exceptions=True)
+        await self.monitors.close()
         if self.host is not None:
             await self.host.close()
         outputs, self.outputs = self.outputs, []
         await asyncio.gather(*(asyncio.to_thread(output.close) for output in outputs))
-        for queue in list(self._subscribers):
-            queue.put_nowait(None)  # ends each event stream
+        self.events_hub.close()  # ends each event stream
 
     # --- events -----------------------------------------------------------------------------------
     def _publish(self, event: dict) -> None:
-        for queue in list(self._subscribers):
-            if queue.full():  # a reader that stopped reading: drop it rather than grow without bound
-                self._subscribers.discard(queue)
-                continue
-            queue.put_nowait(event)
+        self.events_hub.publish(event)
 
     def _publish_from_thread(self, event: dict) -> None:
         """Output threads report connection changes here; the loop publishes them."""
@@ -251,6 +236,7 @@ class BroadcastServer:
                 "avatar": self.host.avatar_name if self.host else self.config.live.avatar_name,
                 "state": status["state"],
                 "outputs": status["outputs"],
+                "reply_engine": self.engines.reply_engine,
                 "token_required": bool(self.config.token),
             }
         )
@@ -344,115 +330,63 @@ class BroadcastServer:
         if not name:
             return self._error(400, '"avatar" is missing: give a library avatar\'s name')
         try:
-            record = await asyncio.to_thread(AvatarLibrary(self.config.library_root).get, name)
+            avatar = await asyncio.to_thread(AvatarLibrary(self.config.library_root).inputs, name)
         except InputError as exc:
             return self._error(404, str(exc))
         if self._switching.locked():
             return self._error(409, "an avatar change is already in progress")
         async with self._switching:
             try:
-                lipsync, voice = await asyncio.to_thread(self._load_avatar, record)
+                lipsync, voice = await asyncio.to_thread(self._load_avatar, avatar)
             except AvatarError as exc:
                 return self._error(422, str(exc))
-            await self.host.switch_avatar(lipsync, voice, record.label)
-        return web.json_response({"ok": True, "avatar": record.label})
+            await self.host.switch_avatar(lipsync, voice, avatar.label)
+        return web.json_response({"ok": True, "avatar": avatar.label})
 
-    def _load_avatar(self, record):
-        """Blocking: a library avatar's face and voice, at the stream's size."""
-        from lipsync.avatar_assets import prepare_avatar
-        from lipsync.procedural_renderer import ProceduralRenderer
+    def _load_avatar(self, avatar):
+        """Blocking: a library avatar's face and voice (AvatarInputs), at the stream's size, from the
+        process's engine set (switching back to an avatar reuses its prepared face and voice)."""
         from lipsync.streaming_lipsync import StreamingLipSync
 
-        live = self.config.live
-        assets = prepare_avatar(record.photo_path, live.size_px, record.settings.face_index)
+        live, engines = self.config.live, self.engines.engines
+        renderer = engines.renderer(avatar.photo_path, live.size_px, avatar.face_index)
         profile, cloned = None, None
         if live.tts_choice.tts != "embedded":
-            if live.tts_choice.clones_voice and record.voice_sample_path is None:
+            if live.tts_choice.clones_voice and avatar.voice_sample_path is None:
                 raise InputError(
-                    f"{record.label} has no voice sample to clone",
+                    f"{avatar.label} has no voice sample to clone",
                     "add one in the library, or run the stream with the embedded voice",
                 )
-            cloned = self.engines.clone_voice(record.voice_sample_path, record.settings.voice_transcript)
-        elif record.voice_profile_path is not None:
-            from voices.voice_profile import VoiceProfile
-
-            profile = VoiceProfile.load(record.voice_profile_path)
-        voice = self.engines.voice(profile, live.language or record.settings.language, cloned)
-        return StreamingLipSync(ProceduralRenderer(assets)), voice
+            cloned = self.engines.clone_voice(avatar.voice_sample_path, avatar.voice_transcript)
+        elif avatar.voice_profile_path is not None:
+            profile = engines.voice_profile(avatar.voice_profile_path)
+        voice = self.engines.voice(profile, live.language or avatar.language, cloned)
+        return StreamingLipSync(renderer), voice
 
     async def events(self, request):
-        from aiohttp import web
-
         if not self._authorized(request):
             return self._error(401, "missing or wrong token")
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-store",
-                "X-Accel-Buffering": "no",
-            }
-        )
-        await response.prepare(request)
-        queue: asyncio.Queue = asyncio.Queue(maxsize=EVENT_QUEUE_SIZE)
-        self._subscribers.add(queue)
-        try:
-            await response.write(_sse({"type": "status", **self.host.status()}))
-            while True:
-                try:
-                    event = await asyncio.wait_for(queue.get(), SSE_HEARTBEAT_S)
-                except asyncio.TimeoutError:
-                    await response.write(b": keep-alive\n\n")
-                    continue
-                if event is None:
-                    break
-                await response.write(_sse(event))
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass  # the operator closed the page; nothing is lost, events are not replayed
-        finally:
-            self._subscribers.discard(queue)
-        return response
+        return await self.events_hub.stream(request, lambda: {"type": "status", **self.host.status()})
 
     async def offer(self, request):
         from aiohttp import web
-        from aiortc import RTCPeerConnection, RTCSessionDescription
 
         from avatar.live.server import BAD_OFFER, offer_sdp
-        from avatar.playout.stream_clock import MonitorPacer
-        from avatar.playout.webrtc_tracks import PacedAudioTrack, PacedVideoTrack
 
         if not self._authorized(request):
             return self._error(401, "missing or wrong token")
-        if len(self._monitors) >= MAX_MONITORS:
-            return self._error(503, f"{MAX_MONITORS} monitors are open already; close one and try again")
+        if self.monitors.full:
+            return self._error(
+                503, f"{self.monitors.max_monitors} monitors are open already; close one and try again"
+            )
         sdp = await offer_sdp(request)
         if sdp is None:
             return self._error(400, BAD_OFFER)
-        pc = RTCPeerConnection()
-        pacer = MonitorPacer(self.host.pump)
-        monitor = _Monitor(pc, (PacedAudioTrack(pacer), PacedVideoTrack(pacer, draw_idle_in_thread=True)))
-        self._monitors.add(monitor)
-
-        @pc.on("connectionstatechange")
-        async def on_state() -> None:
-            if pc.connectionState in ("failed", "closed") and monitor in self._monitors:
-                self._monitors.discard(monitor)
-                await pc.close()
-
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            for track in monitor.tracks:
-                pc.addTrack(track)
-            answer = await pc.createAnswer()
-            await pc.setLocalDescription(answer)
+            answer = await self.monitors.answer(sdp, self.host.pump)
         except ValueError as exc:
-            self._monitors.discard(monitor)
-            await pc.close()
             return self._error(400, f"unusable offer: {exc}")
-        return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
-
-
-def _sse(event: dict) -> bytes:
-    return f"data: {json.dumps(event, ensure_ascii=False, default=str)}\n\n".encode()
+        return web.json_response(answer)
 
 
 def load_engines(config: BroadcastConfig) -> LiveEngines:
