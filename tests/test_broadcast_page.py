@@ -146,3 +146,57 @@ def test_operator_page_monitor_comments_and_controls(server, browser):
     assert status["frames"]["sent"] > 100 and status["state"] in ("speaking", "idle")
     assert not errors, errors
     page.close()
+
+
+def test_monitor_survives_malformed_offers_and_frees_its_slot(server):
+    """Issue 16: bad offers used to be 500s that each kept one of the 4 monitor slots."""
+    import asyncio
+
+    from aiortc import RTCSessionDescription
+
+    from tests.support.loopback_ice import loopback_only
+    from tests.support.offers import browser_like_offer, malformed_offers
+
+    def post(body: bytes) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            server + "/offer", data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def monitors_open() -> int:
+        with urllib.request.urlopen(server + "/api/status", timeout=5) as response:
+            return json.loads(response.read())["monitors_open"]
+
+    async def scenario():
+        pc, valid = await browser_like_offer()
+        refused = [(name, *post(body)) for name, (body, _phrase) in malformed_offers(valid).items()]
+        after_bad = monitors_open()
+        status, answer = await asyncio.to_thread(post, json.dumps({"sdp": valid, "type": "offer"}).encode())
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+        for _ in range(100):
+            if pc.connectionState == "connected":
+                break
+            await asyncio.sleep(0.1)
+        connected, while_open = pc.connectionState, monitors_open()
+        await pc.close()
+        for _ in range(150):
+            if monitors_open() == 0:
+                break
+            await asyncio.sleep(0.1)
+        return refused, after_bad, status, connected, while_open, monitors_open()
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with loopback_only(), ThreadPoolExecutor(1) as thread:  # Playwright's sync API owns this thread's loop
+        refused, after_bad, status, connected, while_open, after_close = thread.submit(
+            asyncio.run, asyncio.wait_for(scenario(), 60.0)
+        ).result()
+    assert len(refused) >= 20
+    assert all(400 <= code < 500 and body["error"] for _name, code, body in refused), refused
+    assert after_bad == 0
+    assert status == 200 and connected == "connected" and while_open == 1
+    assert after_close == 0

@@ -14,6 +14,10 @@ from typing import Any
 MAX_MONITORS = 4
 
 
+class MonitorsFull(Exception):
+    """Every monitor slot is taken (HTTP 503)."""
+
+
 @dataclass(eq=False)  # identity: kept in a set while connected
 class _Monitor:
     pc: Any
@@ -23,44 +27,66 @@ class _Monitor:
 class MonitorPeers:
     """The open monitor connections; every method runs on the event loop."""
 
-    def __init__(self, max_monitors: int = MAX_MONITORS) -> None:
+    def __init__(self, max_monitors: int = MAX_MONITORS, connect_timeout_s: float | None = None) -> None:
+        from avatar.playout.offers import CONNECT_TIMEOUT_S
+
         self.max_monitors = max_monitors
+        self.connect_timeout_s = CONNECT_TIMEOUT_S if connect_timeout_s is None else connect_timeout_s
         self._monitors: set[_Monitor] = set()
+        self._watchdogs: set[asyncio.Task] = set()  # one per monitor until it connects or is closed
 
     @property
     def full(self) -> bool:
         return len(self._monitors) >= self.max_monitors
 
-    async def answer(self, offer_sdp: str, pump) -> dict:
-        """Open a monitor for a browser's offer; returns the answer ({"sdp", "type"}).
-        Raises ValueError for an offer aiortc cannot use (nothing is left open then)."""
-        from aiortc import RTCPeerConnection, RTCSessionDescription
+    @property
+    def open_count(self) -> int:
+        return len(self._monitors)
 
+    async def answer(self, offer_sdp: str, pump, ice_servers: tuple[str, ...] = ()) -> dict:
+        """Open a monitor for a browser's (checked) offer; returns the answer ({"sdp", "type"}).
+
+        Raises MonitorsFull, or OfferError for an offer aiortc cannot use; nothing is left open
+        then. A monitor that does not connect within `connect_timeout_s` is closed again."""
+        from avatar.playout.offers import answer_offer, close_unless_connected, peer_connection
         from avatar.playout.stream_clock import MonitorPacer
         from avatar.playout.webrtc_tracks import PacedAudioTrack, PacedVideoTrack
 
-        pc = RTCPeerConnection()
+        if self.full:  # checked with no await before the slot is taken
+            raise MonitorsFull(f"{self.max_monitors} monitors are open already; close one and try again")
+        pc = peer_connection(ice_servers)
         pacer = MonitorPacer(pump)
         monitor = _Monitor(pc, (PacedAudioTrack(pacer), PacedVideoTrack(pacer, draw_idle_in_thread=True)))
         self._monitors.add(monitor)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
-            if pc.connectionState in ("failed", "closed") and monitor in self._monitors:
-                self._monitors.discard(monitor)
-                await pc.close()
+            if pc.connectionState in ("failed", "closed"):
+                await self._drop(monitor)
 
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-            for track in monitor.tracks:
-                pc.addTrack(track)
-            await pc.setLocalDescription(await pc.createAnswer())
-        except ValueError:
-            self._monitors.discard(monitor)
-            await pc.close()
+            answer = await answer_offer(pc, offer_sdp, monitor.tracks)
+        except BaseException:
+            await self._drop(monitor)
             raise
-        return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+        watchdog = asyncio.get_running_loop().create_task(
+            close_unless_connected(pc, lambda: self._drop(monitor), self.connect_timeout_s)
+        )
+        self._watchdogs.add(watchdog)
+        watchdog.add_done_callback(self._watchdogs.discard)
+        return {"sdp": answer.sdp, "type": answer.type}
+
+    async def _drop(self, monitor: _Monitor) -> None:
+        """Give the slot back and close the peer (idempotent)."""
+        from avatar.playout.offers import close_quietly
+
+        self._monitors.discard(monitor)
+        await close_quietly(monitor.pc)
 
     async def close(self) -> None:
+        watchdogs = list(self._watchdogs)
+        for task in watchdogs:
+            task.cancel()
+        await asyncio.gather(*watchdogs, return_exceptions=True)
         monitors, self._monitors = list(self._monitors), set()
         await asyncio.gather(*(monitor.pc.close() for monitor in monitors), return_exceptions=True)

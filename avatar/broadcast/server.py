@@ -246,7 +246,7 @@ class BroadcastServer:
 
         if not self._authorized(request):
             return self._error(401, "missing or wrong token")
-        return web.json_response(self.host.status())
+        return web.json_response({**self.host.status(), "monitors_open": self.monitors.open_count})
 
     async def comments(self, request):
         from aiohttp import web
@@ -369,23 +369,22 @@ class BroadcastServer:
         return await self.events_hub.stream(request, lambda: {"type": "status", **self.host.status()})
 
     async def offer(self, request):
+        """The operator page's monitor: 400 says what is wrong with a bad offer, 503 when all
+        monitor slots are taken (a slot is taken only by an offer that was answered)."""
         from aiohttp import web
 
-        from avatar.live.server import BAD_OFFER, offer_sdp
+        from avatar.broadcast.monitor import MonitorsFull
+        from avatar.playout.offers import OfferError, read_offer
 
         if not self._authorized(request):
             return self._error(401, "missing or wrong token")
-        if self.monitors.full:
-            return self._error(
-                503, f"{self.monitors.max_monitors} monitors are open already; close one and try again"
-            )
-        sdp = await offer_sdp(request)
-        if sdp is None:
-            return self._error(400, BAD_OFFER)
         try:
+            sdp = await read_offer(request)
             answer = await self.monitors.answer(sdp, self.host.pump)
-        except ValueError as exc:
-            return self._error(400, f"unusable offer: {exc}")
+        except OfferError as exc:
+            return self._error(400, str(exc))
+        except MonitorsFull as exc:
+            return self._error(503, str(exc))
         return web.json_response(answer)
 
 
