@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,9 @@ from lipsync.face_landmarker import landmark_box
 CACHE_VERSION = 1
 MIN_FACE_HEIGHT_PX = 64
 MAX_PHOTO_SIDE_PX = 8192
+# Decoding allocates 3 bytes a pixel before any check can run: 100 MP is 300 MB, more than any
+# phone's portrait needs (a 40000x40000 PNG of a few KB would ask OpenCV for 4.8 GB).
+MAX_PHOTO_PIXELS = 100_000_000
 DEFAULT_MAX_SIDE_PX = 1024
 
 
@@ -66,10 +71,17 @@ def read_photo(photo_path: Path) -> np.ndarray:
         raise InputError(f"photo not found: {path}", "check the path")
     if path.is_dir():
         raise InputError(f"photo path is a folder, not an image: {path}", "pick the image file inside it")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    if data.size == 0:
+    if path.stat().st_size == 0:
         raise InputError(f"photo file is empty: {path}", "upload or export the photo again")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    check_photo_pixels(path)
+    data = np.fromfile(str(path), dtype=np.uint8)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as error:  # OpenCV's own size limit, for a format the header check cannot read
+        raise InputError(
+            f"cannot decode {path.name}: {str(error).strip().splitlines()[-1][:160]}",
+            f"use a JPEG, PNG or WebP portrait of at most {MAX_PHOTO_PIXELS // 1_000_000} megapixels",
+        ) from None
     if image is None:
         raise InputError(
             f"cannot read {path.name} as an image (corrupt or not a photo)",
@@ -81,6 +93,34 @@ def read_photo(photo_path: Path) -> np.ndarray:
         scale = MAX_PHOTO_SIDE_PX / max(image.shape[:2])
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     return image
+
+
+def check_photo_pixels(path: Path) -> None:
+    """Refuse a photo over `MAX_PHOTO_PIXELS` from its header alone, before anything is decoded.
+
+    Pillow reads only the header (`Image.open` is lazy) for every common format; a file it cannot
+    identify is left to OpenCV, whose decoder has its own (much larger) limit."""
+    try:
+        from PIL import Image
+    except ImportError:  # Pillow comes with the core dependencies (mediapipe); the decoder still checks
+        return
+    limit_mp = MAX_PHOTO_PIXELS // 1_000_000
+    hint = f"scale it down to at most {limit_mp} megapixels (e.g. 8000x6000)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as header:
+                width, height = header.size
+        except Image.DecompressionBombError:  # Pillow's own refusal, at twice its 89 MP warning
+            raise InputError(f"{path.name} is larger than the {limit_mp}-megapixel limit", hint) from None
+        except (OSError, ValueError, SyntaxError, struct.error):  # not identified here: OpenCV decides
+            return
+    if width * height > MAX_PHOTO_PIXELS:
+        raise InputError(
+            f"{path.name} is {width}x{height} px ({width * height / 1e6:.0f} megapixels), more than the "
+            f"{limit_mp}-megapixel limit",
+            hint,
+        )
 
 
 def fit_to_size(image: np.ndarray, size_px: int | None) -> np.ndarray:

@@ -15,6 +15,12 @@ from dataclasses import dataclass
 from avatar.core.types import TextSegment
 
 WAITING_KINDS = ("interjection", "comment")  # the script is a read position, not a line
+# An operator types a few interjections ahead; a runaway client must not queue hours of speech.
+MAX_WAITING_INTERJECTIONS = 50
+
+
+class LineFull(Exception):
+    """A line is at its cap (HTTP 503); the message says so."""
 
 
 @dataclass
@@ -69,7 +75,15 @@ class ItemQueue:
         self.loop = loop
 
     def add(self, item: HostItem) -> None:
-        self._lines[item.kind].append(item)
+        """Queue a new item; raises LineFull when `MAX_WAITING_INTERJECTIONS` wait already (items put
+        back because nobody heard them are never refused: `put_back`)."""
+        line = self._lines[item.kind]
+        if item.kind == "interjection" and len(line) >= MAX_WAITING_INTERJECTIONS:
+            raise LineFull(
+                f"{len(line)} interjections are waiting already (the limit is "
+                f"{MAX_WAITING_INTERJECTIONS}); wait until some are said, or interrupt to drop them"
+            )
+        line.append(item)
 
     def put_back(self, items: list[HostItem]) -> None:
         """Unheard items return to the front of their lines, in their original order."""

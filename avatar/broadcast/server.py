@@ -10,20 +10,22 @@ streams) is stopped on shutdown.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from avatar.broadcast.events import EventHub
+from avatar.broadcast.items import LineFull
 from avatar.broadcast.monitor import MonitorPeers
 from avatar.core.errors import AvatarError, InputError
 from avatar.engines.live_set import LiveConfig, LiveEngines
+from avatar.playout.http_edge import is_authorized, protect, unsafe_text
 
 log = logging.getLogger("avatar.broadcast")
 STATIC_DIR = Path(__file__).with_name("static")
 MAX_BODY_BYTES = 100_000
 MAX_SAY_CHARS = 2000
+PUBLIC_PATHS = ("/health", "/comment", "/api/comments")  # the rest needs --token when it is set
 _REFUSAL_STATUS = {
     "empty": 400,
     "too_long": 400,
@@ -84,6 +86,10 @@ class BroadcastServer:
         app.router.add_get("/api/events", self.events)
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
+        # With --token every route needs it (avatar.playout.http_edge) except the viewers' side (the
+        # comment page and its API: rate-limited and moderated) and a /health that says only
+        # that the server is alive.
+        protect(app, self.config.token, public=PUBLIC_PATHS, pages=("/",))
         return app
 
     async def _on_startup(self, app) -> None:
@@ -203,12 +209,7 @@ class BroadcastServer:
         return handler
 
     def _authorized(self, request) -> bool:
-        token = self.config.token
-        if not token:
-            return True
-        header = request.headers.get("Authorization", "")
-        query = request.query.get("token", "")
-        return hmac.compare_digest(header, f"Bearer {token}") or hmac.compare_digest(query, token)
+        return is_authorized(request, self.config.token)
 
     @staticmethod
     def _error(status: int, message: str, **extra):
@@ -224,15 +225,22 @@ class BroadcastServer:
             raise InputError("the body is not JSON", 'send e.g. {"text": "..."}') from exc
         if not isinstance(body, dict):
             raise InputError("the body must be a JSON object", 'send e.g. {"text": "..."}')
+        reason = unsafe_text(body)
+        if reason is not None:  # it would break the event stream, paths and the voice further in
+            raise InputError(f"the body's text cannot be used: {reason}", "send plain UTF-8 text")
         return body
 
     # --- endpoints --------------------------------------------------------------------------------
     async def health(self, request):
+        """Liveness for anyone; the avatar, state, outputs and engine only for the token's holder."""
         from aiohttp import web
 
+        if not self._authorized(request):
+            return web.json_response({"ok": True, "token_required": True})
         status = self.host.status() if self.host is not None else {"state": "starting", "outputs": []}
         return web.json_response(
             {
+                "ok": True,
                 "avatar": self.host.avatar_name if self.host else self.config.live.avatar_name,
                 "state": status["state"],
                 "outputs": status["outputs"],
@@ -284,10 +292,17 @@ class BroadcastServer:
                 raise InputError(
                     f"the text has {len(text)} characters, more than {MAX_SAY_CHARS}", "say it in parts"
                 )
-            emotion = body.get("emotion") or None
-            item = await self.host.say(text, emotion=emotion, now=bool(body.get("now")))
+            emotion, now = body.get("emotion"), body.get("now")
+            now = False if now is None else now
+            if emotion is not None and not isinstance(emotion, str):
+                raise InputError('"emotion" must be a string', 'e.g. "happy", or leave it out')
+            if not isinstance(now, bool):  # "false" is a non-empty string: it would interrupt
+                raise InputError(f'"now" must be true or false, got {now!r:.40}', "send a JSON boolean")
+            item = await self.host.say(text, emotion=emotion or None, now=now)
         except AvatarError as exc:
             return self._error(400, str(exc))
+        except LineFull as exc:
+            return self._error(503, str(exc))
         return web.json_response({"item_id": item.item_id}, status=202)
 
     async def control(self, request):

@@ -158,9 +158,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
+    from avatar.core.errors import InputError
+    from avatar.render.job import same_file
     from lipsync.avatar_assets import prepare_avatar
     from lipsync.preview import draw_fan_preview, draw_preview
 
+    if same_file(Path(args.output), Path(args.photo)):
+        raise InputError(
+            f"the output {args.output} is the photo itself: it would be overwritten", "give another -o"
+        )
     if args.landmarks == "face-alignment":
         from avatar.engines.engine_set import fan_landmarker
 

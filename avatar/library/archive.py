@@ -1,8 +1,10 @@
 """Avatar archives: one .zip per avatar (export), read back with every check of a new upload (import).
 
 An archive holds the avatar's files at the top level (or inside one folder, for a re-zipped avatar
-folder). Reading one refuses absolute paths, '..', links, too many or too large members, and a
-missing or invalid avatar.json, so an archive from anywhere can be opened safely.
+folder). Reading one refuses absolute paths, '..', links, encrypted members, too many or too large
+members, members that unpack to far more than they take in the zip (a zip bomb), and a missing or
+invalid avatar.json, all before anything is written, so an archive from anywhere can be opened
+safely.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ from avatar.library.records import (
 # A real avatar is a few MB; the limits stop zip bombs and mistaken uploads early.
 MAX_ARCHIVE_MEMBERS = 64
 MAX_ARCHIVE_TOTAL_BYTES = 4 * MAX_INPUT_FILE_BYTES
+# Photos, recordings and JSON compress 1-10x; a zip bomb compresses 1000x. Members this small
+# cannot hurt whatever their ratio (an avatar.json of one repeated space).
+MAX_COMPRESSION_RATIO = 100
+RATIO_CHECK_FROM_BYTES = 1 << 20
+ENCRYPTED_FLAG = 0x1  # general purpose bit 0 (ZipCrypto or AES)
 
 
 def write_archive(record: AvatarRecord, destination: Path) -> Path:
@@ -63,7 +70,7 @@ def open_archive(path: Path) -> Iterator[zipfile.ZipFile]:
     path = input_file(path, "archive", max_bytes=MAX_ARCHIVE_TOTAL_BYTES)
     try:
         opened = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as error:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
         raise InputError(
             f"{path.name} is not a zip archive", "export the avatar again with `avatar library export`"
         ) from error
@@ -145,9 +152,22 @@ def extract_avatar(archive: zipfile.ZipFile, source: str, target: Path) -> None:
             )
         if info.is_dir() or parts[0] == "__MACOSX" or parts[-1].startswith("."):
             continue
+        if info.flag_bits & ENCRYPTED_FLAG:
+            raise InputError(
+                f"{source} is encrypted ({name} needs a password)",
+                "zip the avatar without a password, or export it again with `avatar library export`",
+            )
         total_bytes += info.file_size
         if info.file_size > MAX_INPUT_FILE_BYTES or total_bytes > MAX_ARCHIVE_TOTAL_BYTES:
             raise InputError(f"{source} is too large once unpacked", "an avatar archive is a few MB")
+        if info.file_size >= RATIO_CHECK_FROM_BYTES and info.file_size > MAX_COMPRESSION_RATIO * max(
+            info.compress_size, 1
+        ):
+            raise InputError(
+                f"{source}: {name} unpacks to {info.file_size / max(info.compress_size, 1):.0f} times "
+                f"its packed size (the limit is {MAX_COMPRESSION_RATIO}x): a zip bomb?",
+                "only use archives made by export",
+            )
         wanted[name] = info
     settings = [name for name in wanted if re.split(r"[\\/]", name)[-1] == SETTINGS_FILE]
     if not settings:
@@ -173,5 +193,12 @@ def extract_avatar(archive: zipfile.ZipFile, source: str, target: Path) -> None:
                     writer.write(block)
                 writer.flush()
                 os.fsync(writer.fileno())
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError) as error:
+        except (
+            zipfile.BadZipFile,
+            zipfile.LargeZipFile,
+            NotImplementedError,
+            OSError,
+            EOFError,
+            RuntimeError,  # zipfile's "password required" for an encryption flag only the header shows
+        ) as error:
             raise InputError(f"{source} is damaged ({base}: {error})", "export the avatar again") from error

@@ -7,6 +7,7 @@ loading once, not per video.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,9 @@ def validate_request(request: RenderRequest) -> None:
         raise InputError(
             f"photo not found: {photo}" if not photo.exists() else f"photo path is not a file: {photo}"
         )
+    from lipsync.avatar_assets import check_photo_pixels
+
+    check_photo_pixels(photo)  # a 40000x40000 PNG is refused from its header, before any engine loads
     if request.audio_path is not None and not Path(request.audio_path).is_file():
         raise InputError(f"audio file not found: {request.audio_path}")
     if request.voice_sample_path is not None and not Path(request.voice_sample_path).is_file():
@@ -55,6 +59,23 @@ def validate_request(request: RenderRequest) -> None:
         raise InputError(f"output path is a folder: {output}", "give a file name such as out.mp4")
     if not output.parent.exists():
         raise InputError(f"output folder does not exist: {output.parent}", "create it first")
+    inputs = {"photo": photo, "audio": request.audio_path, "voice sample": request.voice_sample_path}
+    for role, source in inputs.items():
+        if source is not None and same_file(output, Path(source)):
+            raise InputError(
+                f"the output {output.name} is the input {role} itself: it would be overwritten",
+                "give another -o path",
+            )
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """The same file by path (resolved) or by identity (a link to it, another spelling)."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def speech_from_text(request: RenderRequest, engines: EngineSet, progress: ProgressFn | None):

@@ -1,0 +1,148 @@
+"""What both servers (`avatar serve`, `avatar live`) check at the HTTP edge, in one place.
+
+* **The token.** With `--token` set, every route needs it; a middleware checks it before any
+  handler runs, so a new endpoint cannot forget. It comes in `Authorization: Bearer TOKEN`, or as
+  `?token=TOKEN` for what a browser opens or streams without headers (the pages, EventSource).
+  The comparison is on UTF-8 bytes in constant time: `hmac.compare_digest` on two `str` raises
+  TypeError for non-ASCII text, which made a token like `tökén` a 500 on every endpoint. Only the
+  routes a server names as public answer without it (a `/health` that says it is alive and
+  nothing more, the livestream's viewer comment page); a page asked for without the token gets a
+  small form that asks for it.
+* **Text.** A lone surrogate (`"\\ud800"` in JSON) cannot be encoded as UTF-8, and NUL bytes break
+  paths and C libraries further in: such text is refused where it arrives.
+* **The access log** leaves out query strings: aiohttp's default `%r` would write `?token=` to it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import logging
+from collections.abc import Iterable
+
+TOKEN_REFUSED = "missing or wrong token"
+REFERRER_POLICY = "no-referrer"  # a token in a page's URL must not leave in a Referer header
+
+
+def token_matches(presented: str | None, token: str) -> bool:
+    """Constant-time comparison of UTF-8 bytes; any text at all (non-ASCII, surrogates) is safe."""
+    if not presented:
+        return False
+    return hmac.compare_digest(
+        presented.encode("utf-8", "surrogatepass"), token.encode("utf-8", "surrogatepass")
+    )
+
+
+def presented_token(request) -> str | None:
+    """The bearer token of the Authorization header, else the `token` query parameter."""
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.query.get("token") or None
+
+
+def is_authorized(request, token: str | None) -> bool:
+    """True without a configured token; else only with the right one (header or `?token=`)."""
+    return not token or token_matches(presented_token(request), token)
+
+
+def protect(app, token: str | None, *, public: Iterable[str] = (), pages: Iterable[str] = ()) -> None:
+    """Require `token` on every route of `app` except the `public` paths (route patterns such as
+    "/health"); `pages` answer a browser without the token with a form asking for it. Each
+    request carries `request["authorized"]` for the public handlers that say more to the owner."""
+    from aiohttp import web
+
+    public_paths, page_paths = frozenset(public), frozenset(pages)
+
+    @web.middleware
+    async def require_token(request, handler):
+        request["authorized"] = is_authorized(request, token)
+        if request["authorized"] or _route_path(request) in public_paths:
+            return await handler(request)
+        if _route_path(request) in page_paths and request.method in ("GET", "HEAD"):
+            return _token_form(request)
+        return web.json_response(
+            {"error": TOKEN_REFUSED, "message": TOKEN_REFUSED},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="avatar"'},
+        )
+
+    async def no_referrer(request, response) -> None:
+        response.headers.setdefault("Referrer-Policy", REFERRER_POLICY)
+
+    app.middlewares.append(require_token)
+    app.on_response_prepare.append(no_referrer)
+
+
+def _route_path(request) -> str | None:
+    """The matched route's pattern ("/sessions/{session_id}/interrupt"); None for no route."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else None
+
+
+def _token_form(request):
+    """401 for a page: a form that reopens the page with `?token=` (no detail about the server)."""
+    from aiohttp import web
+
+    path = html.escape(request.path, quote=True)
+    wrong = "<p>That token is wrong.</p>" if presented_token(request) else ""
+    body = (
+        '<!doctype html><meta charset="utf-8"><title>Access token needed</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<h1>This server needs its access token</h1>" + wrong + f'<form method="get" action="{path}">'
+        '<input type="password" name="token" autocomplete="current-password" placeholder="access token" '
+        'autofocus required> <button type="submit">Open</button></form>'
+    )
+    return web.Response(
+        text=body,
+        content_type="text/html",
+        status=401,
+        headers={"WWW-Authenticate": 'Bearer realm="avatar"', "Cache-Control": "no-store"},
+    )
+
+
+def unsafe_text(value) -> str | None:
+    """Why a JSON value holds text the servers refuse (lone surrogates, NUL), else None; looks
+    through lists and objects, keys included."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "it contains a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "it contains a lone UTF-16 surrogate (invalid Unicode)"
+        return None
+    if isinstance(value, dict):
+        items = [*value.keys(), *value.values()]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        reason = unsafe_text(item)
+        if reason is not None:
+            return reason
+    return None
+
+
+def access_logger_class():
+    """aiohttp's access logger without query strings (a `?token=` must not reach the log)."""
+    from aiohttp.abc import AbstractAccessLogger
+
+    class PathOnlyAccessLogger(AbstractAccessLogger):
+        """`remote "METHOD /path" status bytes seconds`: no query string, no Referer."""
+
+        def log(self, request, response, time: float) -> None:
+            if not self.logger.isEnabledFor(logging.INFO):
+                return
+            self.logger.info(
+                '%s "%s %s" %s %s %.3fs',
+                request.remote if request is not None else "-",
+                request.method if request is not None else "-",
+                request.path if request is not None else "-",
+                response.status,
+                response.body_length,
+                time,
+            )
+
+    return PathOnlyAccessLogger
