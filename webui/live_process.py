@@ -48,8 +48,9 @@ def serve_command(
     """`avatar serve` for a library avatar, bound to loopback only.
 
     No --llm: serve resolves the reply engine itself (`avatar.engines.replies.resolve_llm`): a chat
-    model when $AVATAR_LLM_BASE_URL is set, else the offline answerer with the avatar's knowledge
-    file, else with the built-in notes about the avatar. Never the benchmark stub.
+    model when $AVATAR_LLM_BASE_URL is set, else a GGUF model in the models folder (run in process),
+    else the offline answerer with the avatar's knowledge file, else with the built-in notes about
+    the avatar. Never the benchmark stub. Chat models answer from the avatar's knowledge file too.
     """
     args = [python, "-m", "avatar", "serve", "--avatar", avatar, "--host", LIVE_HOST, "--port", str(port)]
     if library is not None:

@@ -12,6 +12,7 @@ receive only tags they understand.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from avatar.core.types import EMOTIONS
 
@@ -153,3 +154,44 @@ class SpokenTextFilter:
             return "。"
         self._last_char = "."
         return ". "
+
+
+# --- knowledge under a chat model -------------------------------------------------------------------
+MAX_NOTE_CHARS = 600  # one passage; a long document section is cut, its start is what retrieval matched
+_NOTES_HEADER = (
+    "What you know: notes from your knowledge file that may answer the user's last question. Answer "
+    "from them in your own words, and keep names, numbers, times, prices and phone numbers exactly as "
+    "written."
+)
+_NOTES_FOOTER = (
+    "When the question is about something the notes do not cover, say so briefly instead of guessing."
+)
+
+
+def knowledge_notes(passages: Iterable[tuple[str, str]]) -> str:
+    """The retrieved (question, answer) passages as a block for the system prompt ("" for none).
+
+    Entries are written as the knowledge file writes them ("Q: ..." then "A: ..."), and the rule
+    for questions they do not cover comes after them: tried on SmolLM2-135M, the smallest model we
+    test with, that layout made it copy a time and a phone number from its notes where bullets, or
+    the rule before the notes, made it invent them. A passage without a question is a "Note:"."""
+    lines = []
+    for question, text in passages:
+        text = " ".join(text.split())
+        if len(text) > MAX_NOTE_CHARS:
+            text = text[: MAX_NOTE_CHARS - 1].rstrip() + "…"
+        question = " ".join(question.split())
+        lines += [f"Q: {question}", f"A: {text}"] if question else [f"Note: {text}"]
+    return "\n".join((_NOTES_HEADER, *lines, _NOTES_FOOTER)) if lines else ""
+
+
+def with_knowledge(messages: list[dict], notes: str) -> list[dict]:
+    """A copy of `messages` whose system message ends with `notes` (a system message is added in
+    front when there is none); the session's own history is never changed."""
+    if not notes:
+        return list(messages)
+    for index, message in enumerate(messages):
+        if message.get("role") == "system":
+            grounded = {**message, "content": f"{message.get('content', '').rstrip()}\n\n{notes}"}
+            return [*messages[:index], grounded, *messages[index + 1 :]]
+    return [{"role": "system", "content": notes}, *messages]

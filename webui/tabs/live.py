@@ -17,6 +17,14 @@ class LiveTab:
     live_frame: object
 
 
+def reply_engine_line() -> str:
+    """Which engine will answer, picked the way `avatar serve` picks it (a configured endpoint, else
+    a GGUF model in the models folder, else the offline answerer), so the choice is visible first."""
+    from avatar.engines.replies import default_reply_engine
+
+    return f"Replies: {default_reply_engine()}"
+
+
 def build() -> LiveTab:
     import gradio as gr
 
@@ -26,6 +34,7 @@ def build() -> LiveTab:
             live_start = gr.Button("Start live server", variant="primary", scale=1, elem_id="live-start")
             live_stop = gr.Button("Stop", scale=1, elem_id="live-stop")
         live_status = gr.Markdown("Live server: stopped", elem_id="live-status", elem_classes="status-line")
+        gr.Markdown(reply_engine_line(), elem_id="live-replies", elem_classes="status-line")
         live_frame = gr.HTML(live_iframe_html(None), elem_id="live-frame")
     return LiveTab(live_pick, live_start, live_stop, live_status, live_frame)
 
