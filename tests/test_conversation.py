@@ -13,7 +13,7 @@ from avatar.live.conversation import ConversationSession
 from avatar.live.turn import heard_text
 from avatar.playout.av_output import SAMPLES_PER_FRAME, AVOutputQueue, AVPlayout
 from avatar.turns.turn_detector import TurnDetector
-from tests.support.fakes import FlatLipSync, ScriptedASR, ScriptedLLM, ScriptedVAD, ToneTTS
+from tests.support.fakes import FlatLipSync, ScriptedASR, ScriptedLLM, ScriptedTurnModel, ScriptedVAD, ToneTTS
 
 MIC_CHUNK_S = 0.02
 TICK_S = 0.04
@@ -285,3 +285,84 @@ def test_a_sentence_with_nothing_to_say_is_skipped_and_the_rest_of_the_reply_pla
     # 1 + 3 words at 0.2 s = 0.8 s = 20 ticks of speech, all of it heard
     assert len([t for t in h.ticks if t.is_speech]) == 20
     assert h.session.history[-1] == {"role": "assistant", "content": "Sure. Here it is."}
+
+
+def _with_turn_model(vad_events, probabilities, transcripts, replies, fallback_ms=1500):
+    """A session whose turns end on the turn model's word after 200 ms of silence, else after
+    `fallback_ms`; the VAD says "speech over" after 120 ms, when the reply is prepared."""
+    h = Harness(vad_events, transcripts, replies)
+    h.session.turn_detector = TurnDetector(
+        min_turn_s=0.2, end_silence_ms=fallback_ms, check_after_silence_ms=200
+    )
+    h.session.turn_model = ScriptedTurnModel(probabilities)
+    return h
+
+
+def test_a_complete_turn_ends_when_the_turn_model_says_so():
+    """Speech 1.0-2.0 s: the model is asked at 2.2 s and says "complete": the held reply plays then,
+    0.3 s before the 500 ms silence rule would have let it."""
+    h = _with_turn_model(speech(1.0, 2.0, hangover_s=0.12), [0.9], [Transcript("hi", "en")], [["Ok."]])
+    h.run(4.0)
+    check = h.first("turn_end_check")
+    assert check["at_s"] == pytest.approx(2.2)
+    assert check["verdict"] == "complete" and check["probability"] == 0.9 and check["latency_ms"] == 60.0
+    assert check["silence_ms"] == pytest.approx(200.0)
+    ended = h.first("user_turn_ended")
+    assert ended["at_s"] == pytest.approx(2.2) and ended["decided_by"] == "turn model"
+    assert ended["silence_ms"] == pytest.approx(200.0)
+    assert h.first("first_audio_queued")["latency_s"] == pytest.approx(0.2)
+    first_speech = next(t for t in h.ticks if t.is_speech)
+    assert first_speech.index == 56, "the next tick (2.24 s): the one at 2.2 s went out just before"
+    # The model heard the turn from 0.5 s before its onset (1.0 s) up to the check (2.2 s).
+    (audio,) = h.session.turn_model.calls
+    assert audio.sample_rate_hz == 16000 and len(audio.pcm) == round((2.2 - 0.5) * 16000)
+    assert len(h.session.asr.calls) == 1, "the speculative reply was the one released"
+
+
+def test_an_incomplete_turn_waits_for_more_words_or_the_fallback():
+    # "Incomplete" and nothing more: the turn ends at the 1.5 s fallback (3.5 s), not at 2.2 s;
+    # "unsure" (between the thresholds) waits as the 500 ms silence rule would.
+    for probability, verdict, end_s in ((0.1, "incomplete", 3.5), (0.3, "unsure", 2.5)):
+        h = _with_turn_model(
+            speech(1.0, 2.0, hangover_s=0.12), [probability], [Transcript("so", "en")], [["Ok."]]
+        )
+        h.run(5.0)
+        assert h.first("turn_end_check")["verdict"] == verdict
+        ended = h.first("user_turn_ended")
+        assert ended["at_s"] == pytest.approx(end_s) and ended["decided_by"] == "silence"
+        assert ended["silence_ms"] == pytest.approx((end_s - 2.0) * 1000)
+
+    # A 0.6 s pause inside the sentence (the 500 ms rule would have cut it): "incomplete" keeps
+    # the turn open, the user goes on, and the second pause is "complete": one turn, all the words.
+    h = _with_turn_model(
+        speech(1.0, 2.0, hangover_s=0.12) + speech(2.6, 3.5, hangover_s=0.12),
+        [0.1, 0.8],
+        [Transcript("first guess", "en"), Transcript("second guess", "en"), Transcript("whole", "en")],
+        [["Ok."], ["Sure."], ["Never."]],
+    )
+    h.run(6.0)
+    assert [e["verdict"] for e in h.events if e["type"] == "turn_end_check"] == ["incomplete", "complete"]
+    ended = [e for e in h.events if e["type"] == "user_turn_ended"]
+    assert len(ended) == 1 and ended[0]["at_s"] == pytest.approx(3.7)
+    assert [len(c.pcm) for c in h.session.asr.calls] == [16000, 40000], "1.0-2.0 s, then 1.0-3.5 s"
+    assert [e["text"] for e in h.events if e["type"] == "user_transcript"] == ["second guess"]
+    assert not any(e["type"] == "turn_interrupted" for e in h.events)
+    assert h.session.history == [
+        {"role": "user", "content": "second guess"},
+        {"role": "assistant", "content": "Sure."},
+    ]
+
+
+def test_the_turn_model_reads_its_answer_in_the_language_heard_last():
+    """Smart Turn's thresholds are per language: the check is read in the session's language, the
+    one recognised last. Here that is the held reply's own recognition (instant in virtual time,
+    started at the VAD's "speech over"); on a real first turn it may not be ready (None)."""
+    h = _with_turn_model(
+        speech(1.0, 2.0, hangover_s=0.12) + speech(4.0, 5.0, hangover_s=0.12),
+        [0.9, 0.9],
+        [Transcript("你好", "zh"), Transcript("hello", "en")],
+        [["Hi."], ["Yes."]],
+    )
+    h.run(7.0)
+    assert h.session.turn_model.languages == ["zh", "en"]
+    assert [e["decided_by"] for e in h.events if e["type"] == "user_turn_ended"] == ["turn model"] * 2

@@ -33,3 +33,12 @@ def test_a_chunk_longer_than_the_history_keeps_its_tail():
 def test_size_must_be_positive():
     with pytest.raises(ValueError, match="at least 1"):
         MicHistory(0)
+
+
+def test_recent_is_what_was_heard_since_a_sample_capped_to_a_length():
+    """What the turn model hears: from the turn's start (minus its lead-in) until now, at most 8 s."""
+    history = MicHistory(max_samples=1000)
+    stream = np.arange(900, dtype=np.float32)
+    history.append(stream)
+    np.testing.assert_array_equal(history.recent(600, 500), stream[600:])
+    np.testing.assert_array_equal(history.recent(100, 200), stream[700:])

@@ -8,7 +8,7 @@ names) and `inspect.signature` (keyword names such as `emotion`).
 
 Stage by stage, microphone to screen:
 
-    VoiceActivityDetector -> TurnDetector -> SpeechRecognizer -> ChatModel
+    VoiceActivityDetector -> TurnDetector (+ TurnModel) -> SpeechRecognizer -> ChatModel
       -> (tagged text -> sentences: avatar.speech) -> SpeechSynthesizer [-> VoiceMatcher]
       -> LipSyncRenderer (batch video) | LiveLipSync (paired audio + frames on the live clock)
 
@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import numpy as np
 
-    from avatar.core.types import AudioChunk, Speech, Transcript, TTSChunk, TurnEvent, VADEvent
+    from avatar.core.types import (
+        AudioChunk,
+        Speech,
+        Transcript,
+        TTSChunk,
+        TurnEvent,
+        TurnPrediction,
+        VADEvent,
+    )
 
 EmotionSpans = list[tuple[float, float, str]]  # (start_s, end_s, emotion) on the speech's clock
 
@@ -48,6 +56,14 @@ class TurnDetector(Protocol):
     def finish(self, stream_time_s: float) -> list[TurnEvent]: ...
 
     def reset(self) -> None: ...
+
+
+@runtime_checkable
+class TurnModel(Protocol):
+    """The user's audio so far (ending in a short silence) in: has the user finished? (Smart Turn)
+    `language` (as the recogniser names it; None: not known yet) may choose how to read the answer."""
+
+    def predict(self, audio: AudioChunk, language: str | None = None) -> TurnPrediction: ...
 
 
 @runtime_checkable

@@ -151,4 +151,30 @@ class UserTurnEnded:
         return start, end
 
 
-TurnEvent = UserSpeechStarted | UserTurnEnded
+@dataclass(frozen=True)
+class TurnEndCheck:
+    """The user has been silent `silence_s` after speech that ended at `end_s`: time to ask a turn
+    model whether the turn is complete. The answer goes back to the detector (`decide`); until
+    then, and after an "incomplete", the turn stays open up to the detector's fallback silence."""
+
+    end_s: float
+    end_sample: int
+    sample_rate_hz: int
+    at_s: float  # stream time at which the check became due
+    silence_s: float
+
+
+TurnEvent = UserSpeechStarted | UserTurnEnded | TurnEndCheck
+
+
+TurnVerdict = Literal["complete", "unsure", "incomplete"]
+
+
+@dataclass(frozen=True)
+class TurnPrediction:
+    """A turn model's answer to a `TurnEndCheck`: how likely the user has finished, what that means
+    for the turn (end now / wait as the silence rule would / wait for the fallback), and its cost."""
+
+    probability_complete: float
+    verdict: TurnVerdict
+    latency_ms: float  # wall time of features + inference

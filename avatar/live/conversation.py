@@ -18,13 +18,23 @@ from typing import Any
 import numpy as np
 
 from avatar.core.clock import Clock
-from avatar.core.types import AudioChunk, Transcript, UserSpeechStarted, UserTurnEnded
+from avatar.core.types import (
+    AudioChunk,
+    Transcript,
+    TurnEndCheck,
+    TurnEvent,
+    TurnPrediction,
+    UserSpeechStarted,
+    UserTurnEnded,
+)
 from avatar.live.mic_history import MicHistory
+from avatar.live.speculation import SpeculativeReplies
 from avatar.live.turn import Turn, heard_text
 from avatar.playout.av_output import AUDIO_RATE_HZ, SAMPLES_PER_FRAME, AVOutputQueue, AVPlayout, AVSegment
 from avatar.speech.assembly import trim_lead_in
 from avatar.speech.sentence_stream import SentenceStream, SpokenSentence
 from avatar.speech.speaker import SkippedSentence, speak
+from avatar.turns.smart_turn import WINDOW_SAMPLES, turn_audio_start
 
 EventSink = Callable[[dict[str, Any]], None]
 RunBlocking = Callable[..., Awaitable[Any]]  # (fn, *args, **kwargs) -> fn's result
@@ -33,7 +43,7 @@ DRAW_BATCH_FRAMES = 8  # 0.32 s of video per hand-over: small enough to start pl
 FIRST_DRAW_BATCH_FRAMES = 2  # a reply's very first hand-over is smaller still: it is on the clock
 
 
-class ConversationSession:
+class ConversationSession(SpeculativeReplies):
     """Per-connection state; engines are shared objects passed in."""
 
     def __init__(
@@ -53,7 +63,10 @@ class ConversationSession:
         max_history_messages: int = 20,
         run_blocking: RunBlocking = asyncio.to_thread,
         on_event: EventSink | None = None,
+        turn_model=None,
     ) -> None:
+        """`turn_model` (Smart Turn, `avatar.turns.smart_turn`) answers the detector's
+        `TurnEndCheck`s; without one the detector's silence rule alone ends turns."""
         self.vad, self.turn_detector, self.asr, self.llm, self.tts = vad, turn_detector, asr, llm, tts
         self.lipsync, self.queue, self.playout, self.clock = lipsync, queue, playout, clock
         self.system_prompt = system_prompt
@@ -62,6 +75,7 @@ class ConversationSession:
         self.language = language
         self.max_history_messages = max_history_messages
         self.run_blocking = run_blocking
+        self.turn_model = turn_model
         self.on_event = on_event or (lambda event: None)
         self.history: list[dict[str, str]] = []
         self._mic = MicHistory(int(MAX_USER_AUDIO_S * AUDIO_RATE_HZ))
@@ -83,81 +97,63 @@ class ConversationSession:
         if any(event.kind == "speech_start" for event in events):
             await self._cancel_speculation()  # the user went on talking: that guess is void
         for item in self.turn_detector.process(events, self.vad.settled_until_s):
-            if isinstance(item, UserSpeechStarted):
-                self._emit("user_speech_started", at_s=self._clock_time(item.at_s))
-                await self.interrupt("barge-in")
-                # After a pause that only looked like the end (the reply had not been heard yet),
-                # the new speech continues the same utterance: recognise it all together.
-                start = item.sample_index
-                if self._resume_from_sample is not None:
-                    start = min(start, self._resume_from_sample)
-                    self._resume_from_sample = None
-                self._user_start_sample = start
-            elif isinstance(item, UserTurnEnded):
-                start = self._user_start_sample if self._user_start_sample is not None else item.start_sample
-                speech_end_s = self._clock_time(item.end_s)
-                turn = self._take_speculation(start, item.end_sample)
-                if turn is None:
-                    await self._cancel_speculation()
-                    turn = self._start_turn(self._mic.slice(start, item.end_sample), speech_end_s)
-                    turn.user_start_sample = start
-                self._emit("user_turn_ended", turn_id=turn.turn_id, speech_end_at_s=speech_end_s)
-                self._release(turn)
-                self._user_start_sample = None
+            await self._on_turn_event(item)
         ends = [event for event in events if event.kind == "speech_end"]
         if ends and self.turn_detector.in_turn and self._user_start_sample is not None:
             await self._speculate(self._user_start_sample, ends[-1].sample_index, ends[-1].time_s)
         self._hold_for_possible_barge_in()
 
-    # --- speculative replies -------------------------------------------------------------------
-    # The VAD reports the end of speech after a short silence; the turn ends only after a longer
-    # one (a pause inside a sentence must not cut it). In between, the whole reply is prepared
-    # speculatively (recognition, LLM, TTS, the first frames) but held: nothing is queued for
-    # playout and no event reaches the client until the turn really ends, when it is released
-    # and plays at the next tick. If the user goes on talking, the guess is cancelled and leaves
-    # no trace (no history, no events, lip-sync state reset); the whole turn is then answered.
-    async def _speculate(self, start_sample: int, end_sample: int, end_stream_s: float) -> None:
-        await self._cancel_speculation()
-        audio = self._mic.slice(start_sample, end_sample)
-        turn = self._start_turn(audio, self._clock_time(end_stream_s), speculative=True)
-        turn.user_start_sample = start_sample
-        self._speculation = (start_sample, end_sample, turn)
+    async def _on_turn_event(self, item: TurnEvent, decided_by: str = "silence") -> None:
+        if isinstance(item, UserSpeechStarted):
+            self._emit("user_speech_started", at_s=self._clock_time(item.at_s))
+            await self.interrupt("barge-in")
+            # After a pause that only looked like the end (the reply had not been heard yet),
+            # the new speech continues the same utterance: recognise it all together.
+            start = item.sample_index
+            if self._resume_from_sample is not None:
+                start = min(start, self._resume_from_sample)
+                self._resume_from_sample = None
+            self._user_start_sample = start
+        elif isinstance(item, TurnEndCheck):
+            for decided in await self._check_turn_end(item):
+                await self._on_turn_event(decided, decided_by="turn model")
+        elif isinstance(item, UserTurnEnded):
+            start = self._user_start_sample if self._user_start_sample is not None else item.start_sample
+            speech_end_s = self._clock_time(item.end_s)
+            turn = self._take_speculation(start, item.end_sample)
+            if turn is None:
+                await self._cancel_speculation()
+                turn = self._start_turn(self._mic.slice(start, item.end_sample), speech_end_s)
+                turn.user_start_sample = start
+            self._emit(
+                "user_turn_ended",
+                turn_id=turn.turn_id,
+                speech_end_at_s=speech_end_s,
+                decided_by=decided_by,
+                silence_ms=round((item.confirmed_at_s - item.end_s) * 1000.0, 1),
+            )
+            self._release(turn)
+            self._user_start_sample = None
 
-    def _take_speculation(self, start_sample: int, end_sample: int) -> Turn | None:
-        """The held reply for exactly this utterance, or None (then it is discarded by the caller)."""
-        speculation = self._speculation
-        if speculation is None:
-            return None
-        turn = speculation[2]
-        usable = speculation[:2] == (start_sample, end_sample) and not (
-            turn.task is not None and turn.task.cancelled()
+    async def _check_turn_end(self, check: TurnEndCheck) -> list[TurnEvent]:
+        """Ask the turn model whether this pause ends the turn, and tell the detector.
+
+        Awaited in line (~60 ms in a worker thread): microphone chunks that arrive meanwhile wait
+        in the transport and are caught up at once, so no answer can go stale. The reply prepared
+        since the VAD's "speech over" keeps rendering meanwhile."""
+        if self.turn_model is None or self._user_start_sample is None:
+            return []  # the silence rule (the detector's fallback) decides
+        start = turn_audio_start(self._user_start_sample, AUDIO_RATE_HZ)
+        audio = AudioChunk(self._mic.recent(start, WINDOW_SAMPLES), AUDIO_RATE_HZ)
+        prediction: TurnPrediction = await self.run_blocking(self.turn_model.predict, audio, self.language)
+        self._emit(
+            "turn_end_check",
+            verdict=prediction.verdict,
+            probability=round(prediction.probability_complete, 3),
+            latency_ms=round(prediction.latency_ms, 1),
+            silence_ms=round(check.silence_s * 1000.0, 1),
         )
-        if not usable:
-            return None
-        self._speculation = None
-        return turn
-
-    async def _cancel_speculation(self) -> None:
-        speculation, self._speculation = self._speculation, None
-        if speculation is None:
-            return
-        turn = speculation[2]
-        if turn.task is not None and not turn.task.done():
-            turn.task.cancel()
-            await asyncio.gather(turn.task, return_exceptions=True)
-        self._remove_history(turn.user_message)
-        self._remove_history(turn.assistant_message)
-        turn.held_events.clear()
-        if self._turn is turn:
-            self._turn = None
-            self.lipsync.reset()  # the guess may have left an expression or audio carry-over
-
-    def _release(self, turn: Turn) -> None:
-        """Let a held reply play and publish what it did while held, in order."""
-        held, turn.held_events = turn.held_events, []
-        turn.released.set()
-        for event in held:
-            self.on_event(event)
+        return self.turn_detector.decide(check, prediction.verdict)
 
     def _clock_time(self, stream_time_s: float) -> float:
         """Session-clock time of a moment in the microphone stream (VAD/turn times are stream times).

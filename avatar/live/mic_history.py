@@ -43,3 +43,7 @@ class MicHistory:
         a = min(max(start_sample - self._start_sample, 0), self._length)
         b = min(max(end_sample - self._start_sample, a), self._length)
         return self._buffer[a:b].copy()
+
+    def recent(self, start_sample: int, max_samples: int) -> np.ndarray:
+        """A copy of what was heard from `start_sample` until now, at most its last `max_samples`."""
+        return self.slice(max(start_sample, self.total_samples - max_samples), self.total_samples)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 import numpy as np
 
 from avatar.core.errors import InputError
-from avatar.core.types import AudioChunk, Speech, Transcript, TTSChunk
+from avatar.core.types import AudioChunk, Speech, Transcript, TTSChunk, TurnPrediction
 
 
 class ScriptedVAD:
@@ -56,6 +56,33 @@ class ScriptedASR:
         self.calls.append(audio)
         self.language_hints.append(language)
         return self._transcripts.pop(0)
+
+
+class ScriptedTurnModel:
+    """Answers each end-of-turn check with the next scripted probability of "complete", and records
+    the audio it was given (a `TurnModel`, like Smart Turn)."""
+
+    def __init__(
+        self,
+        probabilities: Sequence[float],
+        threshold: float = 0.5,
+        unsure_threshold: float = 0.2,
+        latency_ms: float = 60.0,
+    ) -> None:
+        self._probabilities = list(probabilities)
+        self.threshold, self.unsure_threshold = threshold, unsure_threshold
+        self.latency_ms = latency_ms
+        self.calls: list[AudioChunk] = []
+        self.languages: list[str | None] = []
+
+    def predict(self, audio: AudioChunk, language: str | None = None) -> TurnPrediction:
+        self.calls.append(audio)
+        self.languages.append(language)
+        p = self._probabilities.pop(0)
+        verdict = (
+            "complete" if p > self.threshold else "unsure" if p > self.unsure_threshold else "incomplete"
+        )
+        return TurnPrediction(p, verdict, self.latency_ms)
 
 
 class ScriptedLLM:
