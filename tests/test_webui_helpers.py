@@ -131,8 +131,10 @@ def test_render_summary_reports_speed_and_notes():
 
 # --- engine health ---------------------------------------------------------------------------------
 NEURAL_AND_SERVICES = ["sensevoice", "cosyvoice2", "cosyvoice3", "wav2lip", "wav2lip_gan", "face-alignment",
-                       "openai-llm", "local-llm", "cosyvoice-http", "dashscope-tts"]  # fmt: skip
-WEIGHTS_AND_SERVICES = [name for name in NEURAL_AND_SERVICES if name != "local-llm"]  # local-llm: your folder
+                       "openai-llm", "local-llm", "gguf", "qwen2.5-1.5b-instruct-gguf", "qwen2.5-3b-instruct-gguf",
+                       "cosyvoice-http", "dashscope-tts"]  # fmt: skip
+# local-llm, gguf: a folder or file you name
+WEIGHTS_AND_SERVICES = [name for name in NEURAL_AND_SERVICES if name not in ("local-llm", "gguf")]
 
 
 @pytest.fixture

@@ -102,6 +102,7 @@ def add_on_air_options(parser: argparse.ArgumentParser, *, default_port: int, li
     _add_llm_options(parser)
     if listening:  # `live` only speaks; `serve` listens too
         add_asr_options(parser)
+        _add_turn_options(parser)
     add_neural_render_options(parser, on_air=True)
     parser.add_argument(
         "--knowledge",
@@ -124,8 +125,11 @@ def _add_llm_options(parser: argparse.ArgumentParser) -> None:
         choices=LLM_KINDS,
         help="answerer: offline answers from the knowledge files (without any, from built-in notes about "
         "the avatar); openai: any OpenAI-compatible server (Ollama, vLLM, llama.cpp, DashScope, OpenAI); "
-        "local: a transformers chat model folder; stub: a fixed instant reply, for benchmarks only "
-        "(default: $AVATAR_LLM, else openai when --llm-url or $AVATAR_LLM_BASE_URL is set, else answerer)",
+        "gguf: a GGUF chat model run in this process (llama.cpp); local: a transformers chat model "
+        "folder; stub: a fixed instant reply, for benchmarks only. Chat models answer from the "
+        "--knowledge files too. (default: $AVATAR_LLM, else openai when --llm-url or $AVATAR_LLM_BASE_URL "
+        "is set, else gguf when --llm-model-path is given or a GGUF model is in the models folder, "
+        "else answerer)",
     )
     parser.add_argument(
         "--llm-url",
@@ -139,6 +143,87 @@ def _add_llm_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--llm-model-dir", type=Path, metavar="DIR", help="--llm local: a transformers chat model folder"
     )
+    parser.add_argument(
+        "--llm-model-path",
+        type=Path,
+        metavar="FILE",
+        help="--llm gguf: the .gguf chat model (default: the first in `avatar models path gguf`, else a "
+        "downloaded one: `avatar models download qwen2.5-1.5b-instruct-gguf`)",
+    )
+
+
+def _add_turn_options(parser: argparse.ArgumentParser) -> None:
+    """When the user's turn ends (avatar.turns): Smart Turn's decision, or a fixed silence."""
+    from avatar.engines.registry import engine_options
+
+    parser.add_argument(
+        "--turn",
+        choices=(*engine_options("turn"), "silence"),
+        help="smart: Smart Turn v3.2 decides whether a pause ends your turn (waits through more pauses "
+        "inside a sentence; in Mandarin also answers sooner); silence: the turn ends after --end-of-turn-ms "
+        "of silence "
+        "(default: smart when its model is installed, else silence)",
+    )
+    parser.add_argument(
+        "--turn-check-ms",
+        type=float,
+        default=150.0,
+        metavar="MS",
+        help="--turn smart: silence before the model is asked (default 150)",
+    )
+    parser.add_argument(
+        "--turn-fallback-ms",
+        type=float,
+        default=1200.0,
+        metavar="MS",
+        help="--turn smart: a turn the model calls unfinished still ends after this much silence (default 1200)",
+    )
+    parser.add_argument(
+        "--turn-threshold",
+        type=float,
+        metavar="P",
+        help="--turn smart: probability of 'finished' above which the turn ends at once "
+        "(default: calibrated per language, see docs/measurements/turn_taking.md)",
+    )
+    parser.add_argument(
+        "--turn-unsure-threshold",
+        type=float,
+        metavar="P",
+        help="--turn smart: between this and --turn-threshold the turn ends after --end-of-turn-ms, "
+        "below it after --turn-fallback-ms (default: calibrated per language)",
+    )
+    parser.add_argument(
+        "--end-of-turn-ms",
+        type=float,
+        default=500.0,
+        metavar="MS",
+        help="silence that ends a turn with --turn silence, or when the turn model is unsure (default 500)",
+    )
+
+
+def _turn_settings(args: argparse.Namespace) -> dict:
+    """LiveConfig's turn fields from the flags (`avatar live` has none: it does not listen)."""
+    if not hasattr(args, "turn"):
+        return {}
+    if not 0 <= args.turn_check_ms < args.turn_fallback_ms:
+        raise AvatarError(
+            f"--turn-check-ms ({args.turn_check_ms:g}) must be below --turn-fallback-ms ({args.turn_fallback_ms:g})",
+            "e.g. --turn-check-ms 150 --turn-fallback-ms 1200",
+        )
+    low, high = args.turn_unsure_threshold, args.turn_threshold
+    if not 0 <= (low if low is not None else 0) <= (high if high is not None else 1) <= 1:
+        raise AvatarError(
+            f"need 0 <= --turn-unsure-threshold ({low}) <= --turn-threshold ({high}) <= 1",
+            "e.g. --turn-unsure-threshold 0.2 --turn-threshold 0.5",
+        )
+    return {
+        "turn": args.turn or "auto",
+        "turn_check_silence_ms": args.turn_check_ms,
+        "turn_fallback_silence_ms": args.turn_fallback_ms,
+        "turn_threshold": args.turn_threshold,
+        "turn_unsure_threshold": args.turn_unsure_threshold,
+        "end_of_turn_silence_ms": args.end_of_turn_ms,
+    }
 
 
 def live_config(args: argparse.Namespace):
@@ -175,7 +260,7 @@ def live_config(args: argparse.Namespace):
         photo_path=photo,
         size_px=args.size,
         face_index=face,
-        llm=resolve_llm(args.llm, args.llm_url),
+        llm=resolve_llm(args.llm, args.llm_url, args.llm_model_path),
         knowledge_paths=tuple(knowledge),
         persona_name=persona_name,
         language=language,
@@ -185,10 +270,12 @@ def live_config(args: argparse.Namespace):
         llm_url=args.llm_url,
         llm_model=args.llm_model,
         llm_model_dir=args.llm_model_dir,
+        llm_model_path=args.llm_model_path,
         asr=getattr(args, "asr", "whisper"),
         asr_model_dir=getattr(args, "asr_model_dir", None),
         tts_choice=engine_choice(args, sample_text),  # --voice-text wins over the avatar's transcript
         voice_sample_path=sample,
+        **_turn_settings(args),
     )
 
 
@@ -278,9 +365,13 @@ def _run_web_app(args: argparse.Namespace, app, engines, banner: str) -> int:
     from aiohttp import web
 
     print(f"reply engine: {engines.reply_engine}", file=sys.stderr)
+    if hasattr(args, "turn"):  # serve listens; live does not
+        print(f"end of turn: {engines.turn_rule}", file=sys.stderr)
     print(banner, file=sys.stderr)
-    try:
-        web.run_app(app, host=args.host, port=args.port, print=None)
+    from avatar.playout.http_edge import access_logger_class
+
+    try:  # the access log leaves out query strings: a page opened with ?token= must not log it
+        web.run_app(app, host=args.host, port=args.port, print=None, access_log_class=access_logger_class())
     finally:
         engines.close()
     return 0

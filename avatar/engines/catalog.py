@@ -22,6 +22,7 @@ STAGE_ROLES = {
     "lipsync": "lip-sync",
     "face": "face landmarks",
     "vad": "live: voice activity",
+    "turn": "live: end of turn",
     "llm": "replies",
 }
 STAGES = tuple(STAGE_ROLES)
@@ -88,6 +89,9 @@ class EngineSpec:
     option: str | None = None
     clones_voice: bool = False  # speaks in the voice of a recording (+ its transcript) it is given
     pip_names: tuple[tuple[str, str], ...] = ()  # (module, pip name) where the two differ
+    # The exact command that installs the packages where neither an extra nor plain pip names will
+    # do (a wheel whose own requirements conflict with ours, installed with --no-deps).
+    install_command: str | None = None
 
 
 COSYVOICE_CHECKOUT = SourceCheckout(
@@ -99,6 +103,36 @@ COSYVOICE_CHECKOUT = SourceCheckout(
 
 _QWEN_BLANK_EN = ("config.json", "generation_config.json", "merges.txt", "model.safetensors",
                   "tokenizer_config.json", "vocab.json")  # fmt: skip
+
+# Qwen2.5 instruct GGUFs for --llm gguf, in the order the default reply engine prefers them (the
+# fastest that answers well in English and Mandarin on a CPU first). sha256 = the Git LFS oid of
+# Qwen's own file on Hugging Face, as pinned (with the same byte count) by several independent
+# projects; not read from the hub here.
+_QWEN_GGUF = (
+    ("1.5b", "6a1a2eb6d15622bf3c96857206351ba97e1af16c30d7a74ee38970e434e9407e", 1_117_320_736),
+    ("3b", "626b4a6678b86442240e33df819e00132d3ba7dddfe1cdc4fbb18e0a9615c62d", 2_104_932_768),
+)
+
+
+def _qwen_gguf(size: str, digest: str, size_bytes: int) -> EngineSpec:
+    file_name = f"qwen2.5-{size}-instruct-q4_k_m.gguf"
+    repo = f"Qwen/Qwen2.5-{size.upper()}-Instruct-GGUF"
+    return EngineSpec(
+        name=f"qwen2.5-{size}-instruct-gguf",
+        stage="llm",
+        description=f"Qwen2.5-{size.upper()}-Instruct Q4_K_M (GGUF): multilingual chat model for --llm gguf",
+        extra="llm-gguf",
+        python_modules=("xllamacpp",),
+        files=(ModelFile(file_name, sha256=digest, note=f"{size_bytes:,} bytes; Apache-2.0 (Qwen)"),),
+        hub_sources=(
+            HubSource("huggingface", repo, (file_name,)),
+            HubSource("modelscope", repo, (file_name,)),
+        ),
+        hardware="CPU (Q4_K_M); a GPU wheel of xllamacpp makes it several times faster",
+        how_to_enable=f"avatar models download qwen2.5-{size}-instruct-gguf, then the default reply engine",
+        option="gguf",
+    )
+
 
 _FAN_FILE = "2DFAN4-11f355bf06.pth.tar"
 _S3FD_FILE = "s3fd-619a316812.pth"
@@ -272,6 +306,20 @@ ENGINES: tuple[EngineSpec, ...] = (
         option="local",
     ),
     EngineSpec(
+        name="gguf",
+        stage="llm",
+        description="a GGUF chat model file run in process by llama.cpp (xllamacpp), one model for all sessions",
+        extra="llm-gguf",
+        python_modules=("xllamacpp",),
+        hardware="CPU works for 0.5-3B instruct models (Q4_K_M); xllamacpp's CUDA/ROCm/Vulkan wheels for larger",
+        # A file you name; a .gguf dropped into `avatar models path gguf` is the default model.
+        how_to_enable="--llm gguf --llm-model-path FILE (default: a .gguf in `avatar models path gguf`, "
+        "else a model below)",
+        location=LOCATION_NONE,
+        option="gguf",
+    ),
+    *(_qwen_gguf(size, digest, size_bytes) for size, digest, size_bytes in _QWEN_GGUF),
+    EngineSpec(
         name="cosyvoice-http",
         stage="tts",
         description="a CosyVoice server (its runtime/python/fastapi server, e.g. http://127.0.0.1:50000)",
@@ -380,6 +428,23 @@ ENGINES: tuple[EngineSpec, ...] = (
         how_to_enable="always on in avatar serve",
         tier="embedded",
         location=LOCATION_NONE,
+    ),
+    EngineSpec(
+        name="smart-turn",
+        stage="turn",
+        description="Smart Turn v3.2 (pipecat-ai, BSD-2-Clause; 8.7 MB int8 ONNX, 23 languages): "
+        "has the user finished, or only paused?",
+        # The model file ships inside the pipecat-ai wheel (pipecat/audio/turn/smart_turn/data/
+        # smart-turn-v3.2-cpu.onnx); only that file is used, pipecat itself is never imported. Its
+        # requirements conflict with ours (protobuf<7, soxr 1.0) and pull numba and openai, so
+        # the wheel is installed without them (Makefile, install_command).
+        python_modules=("pipecat", "onnxruntime"),
+        hardware="CPU, one thread: ~0.1 s per decision on a busy 2-core server",
+        how_to_enable="default in avatar serve when installed (--turn smart; --turn silence for the fixed rule)",
+        tier="embedded",
+        location=LOCATION_NONE,
+        option="smart",
+        install_command="pip install --no-deps pipecat-ai==1.14.0",
     ),
     EngineSpec(
         name="answerer",

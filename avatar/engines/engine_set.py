@@ -75,6 +75,7 @@ class EngineSet:
         self._renderers: dict[tuple, Any] = {}
         self._recognizers: dict[tuple, Any] = {}
         self._chat_models: dict[tuple, Any] = {}
+        self._gguf_models: dict[tuple, Any] = {}  # by model file: every avatar shares one copy
         self._landmarker = None
         self._asr = None
         self._phonemizer = None
@@ -126,10 +127,21 @@ class EngineSet:
         from avatar.engines.replies import load_llm
 
         key = (config.llm, config.knowledge_paths, config.persona_name, config.greeting,
-               config.llm_url, config.llm_model, config.llm_model_dir)  # fmt: skip
+               config.llm_url, config.llm_model, config.llm_model_dir, config.llm_model_path)  # fmt: skip
         if key not in self._chat_models:
-            self._chat_models[key] = load_llm(config)
+            self._chat_models[key] = load_llm(config, self.gguf_model)
         return self._chat_models[key]
+
+    def gguf_model(self, path: Path):
+        """The GGUF chat model in `path` (blocking), loaded once per process: sessions and avatars
+        take turns at it (its FairQueue) instead of each holding a copy of the weights."""
+        key = file_identity(path)
+        if key not in self._gguf_models:
+            require_engine("gguf")  # xllamacpp missing: one line naming the llm-gguf extra
+            from avatar.llm.gguf import GGUFChatModel
+
+            self._gguf_models[key] = GGUFChatModel(path).load()
+        return self._gguf_models[key]
 
     # --- speech out ---------------------------------------------------------------------------
     def tts_selector(self):
@@ -205,6 +217,9 @@ class EngineSet:
         return self._renderers[key]
 
     def close(self) -> None:
+        for model in self._gguf_models.values():
+            model.close()
+        self._gguf_models.clear()
         if self._tts is not None:
             self._tts.close()
             self._tts = None

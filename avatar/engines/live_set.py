@@ -48,7 +48,18 @@ class LiveConfig:
     greeting: str | None = None
     language: str | None = None  # TTS language; None = detect per sentence
     barge_in_min_speech_ms: float = 200.0
-    end_of_turn_silence_ms: float = 500.0
+    end_of_turn_silence_ms: float = 500.0  # the silence rule: --turn silence, or no turn model
+    # Semantic end of turn (avatar.turns.smart_turn): "auto" = Smart Turn where installed, else the
+    # silence rule; "smart" = Smart Turn or a one-line error; "silence" = the fixed rule alone.
+    turn: str = "auto"
+    # Silence after which the turn model is asked, and after which a turn it called incomplete
+    # ends anyway (bench/turn_taking.py, docs/measurements/turn_taking.md).
+    turn_check_silence_ms: float = 150.0
+    turn_fallback_silence_ms: float = 1200.0
+    # Probability of "complete" above which the turn ends at once, and above which (the model is
+    # unsure) it ends as the silence rule would; None: calibrated per language (smart_turn).
+    turn_threshold: float | None = None
+    turn_unsure_threshold: float | None = None
     # A saved voices.voice_profile.VoiceProfile (a library avatar's voice_profile.json): every
     # reply is DSP-matched toward it, as `avatar render --voice` does for videos.
     voice_profile_path: Path | None = None
@@ -58,6 +69,7 @@ class LiveConfig:
     llm_url: str | None = None
     llm_model: str | None = None
     llm_model_dir: Path | None = None  # --llm local: a transformers chat model folder
+    llm_model_path: Path | None = None  # --llm gguf: the model file (None: the one in the models folder)
     asr: str = "whisper"  # or "sensevoice": also hears the speaker's emotion and audio events
     asr_model_dir: Path | None = None  # --asr sensevoice: default the registry's folder
     # --tts cosyvoice / cosyvoice-http / dashscope: the neural voice, cloned from voice_sample_path
@@ -72,7 +84,11 @@ class LiveConfig:
     @property
     def system_prompt(self) -> str:
         persona = self.persona_prompt.strip() or f"You are {self.persona_name}, a friendly talking avatar."
-        if self.llm in ("openai", "local"):  # a chat model needs the rules that make replies speakable
+        if self.llm in (
+            "openai",
+            "local",
+            "gguf",
+        ):  # a chat model needs the rules that make replies speakable
             from avatar.llm.prompt import system_prompt
 
             return system_prompt(persona, self.language)
@@ -95,6 +111,7 @@ class LiveEngines:
         self.voice_profile = None
         self.cloned_voice = None  # the neural TTS of config.tts_choice, in the avatar's voice
         self.llm = None
+        self.turn_model = None  # Smart Turn, shared by every session (stateless ONNX session)
         self.reply_engine = describe_llm(config)  # one line for the start-up log and /health
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -109,10 +126,28 @@ class LiveEngines:
         self.reply_engine = describe_llm(config, self.llm)
         self.renderer = engines.renderer(config.photo_path, config.size_px, config.face_index)
         if listening:
+            from avatar.turns.smart_turn import load_turn_model
+
+            self.turn_model = load_turn_model(
+                config.turn, config.turn_threshold, config.turn_unsure_threshold
+            )
             self.vad_model = engines.vad_model()
             self.asr = engines.recognizer(config.asr, config.asr_model_dir)
         self.tts.get(config.language or "en")
         return self
+
+    @property
+    def turn_rule(self) -> str:
+        """Which rule ends the user's turns, in one line (start-up log, /health)."""
+        from avatar.turns.smart_turn import describe_turn_rule
+
+        config = self.config
+        return describe_turn_rule(
+            self.turn_model,
+            config.turn_check_silence_ms,
+            config.turn_fallback_silence_ms,
+            config.end_of_turn_silence_ms,
+        )
 
     def load_voice(self) -> LiveEngines:
         """The TTS selector and the voice profile to match toward (if any); engines load lazily."""

@@ -164,6 +164,8 @@ def _package_fix(spec: EngineSpec, modules: list[str]) -> str:
             f"(or put it and its third_party/Matcha-TTS on PYTHONPATH), "
             f"then pip install '.[{spec.extra}]'"
         )
+    if spec.install_command:
+        return spec.install_command
     if spec.extra:
         return f"pip install '.[{spec.extra}]'"
     pip_names = dict(spec.pip_names)

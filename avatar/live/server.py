@@ -9,7 +9,6 @@ lip-sync state and tracks, and its own tasks, all ended when the peer goes away.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import secrets
@@ -19,29 +18,23 @@ from pathlib import Path
 import numpy as np
 
 from avatar.engines.live_set import LiveEngines
+from avatar.playout.http_edge import is_authorized, protect, unsafe_text
+from avatar.playout.offers import close_quietly
 
 log = logging.getLogger("avatar.live")
 STATIC_DIR = Path(__file__).with_name("static")
 MAX_OFFER_BYTES = 100_000
+MAX_SAY_CHARS = 2000  # a "say" message on the data channel
 # The VAD calls speech over after this much silence and the session starts preparing the reply
-# then (recognition, LLM, TTS, first frames), held until the turn really ends after the full
-# end-of-turn silence (a pause is not an end). 120 ms leaves that work ~380 ms before the turn
-# ends, enough for a short question on 2 cores; a pause that long inside a sentence only costs
+# then (recognition, LLM, TTS, first frames), held until the turn really ends: when the turn
+# model calls it complete (asked after `LiveConfig.turn_check_silence_ms`, 200 ms), else after the
+# silence rule's 500 ms (or the model's fallback). A pause that long inside a sentence only costs
 # a discarded guess (and, with a paid LLM, its tokens).
 SPECULATE_AFTER_SILENCE_MS = 120.0
 
 
-BAD_OFFER = 'expected JSON {"sdp": "...", "type": "offer"}'
-
-
-async def offer_sdp(request) -> str | None:
-    """The SDP of a `POST /offer` body `{"sdp", "type": "offer"}` (docs/live_protocol.md), or None."""
-    try:
-        params = await request.json()
-        sdp, kind = params["sdp"], params["type"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return sdp if kind == "offer" and isinstance(sdp, str) else None
+class ServerFull(Exception):
+    """Every session slot is taken (HTTP 503)."""
 
 
 @dataclass
@@ -65,8 +58,12 @@ class LiveServer:
         token: str | None = None,
         ice_servers: tuple[str, ...] = (),
         max_sessions: int = 8,
+        connect_timeout_s: float | None = None,
     ) -> None:
+        from avatar.playout.offers import CONNECT_TIMEOUT_S
+
         self.engines = engines
+        self.connect_timeout_s = CONNECT_TIMEOUT_S if connect_timeout_s is None else connect_timeout_s
         self.token = token
         self.ice_servers = ice_servers
         self.max_sessions = max_sessions
@@ -82,13 +79,13 @@ class LiveServer:
         app.router.add_post("/offer", self.offer)
         app.router.add_post("/sessions/{session_id}/interrupt", self.interrupt)
         app.on_shutdown.append(self._on_shutdown)
+        # With --token every route needs it (avatar.playout.http_edge); /health answers without it,
+        # saying only that the server is alive.
+        protect(app, self.token, public=("/health",), pages=("/",))
         return app
 
     def _authorized(self, request) -> bool:
-        if not self.token:
-            return True
-        header = request.headers.get("Authorization", "")
-        return hmac.compare_digest(header, f"Bearer {self.token}")
+        return is_authorized(request, self.token)
 
     @staticmethod
     def _error(status: int, message: str):
@@ -102,11 +99,15 @@ class LiveServer:
         return web.FileResponse(STATIC_DIR / "index.html")
 
     async def health(self, request):
+        """Liveness for anyone; the avatar, persona and engines only for the token's holder."""
         from aiohttp import web
 
+        if not self._authorized(request):
+            return web.json_response({"ok": True, "token_required": True})
         config = self.engines.config
         return web.json_response(
             {
+                "ok": True,
                 "sessions": len(self.sessions),
                 "max_sessions": self.max_sessions,
                 "avatar": config.avatar_name,
@@ -114,6 +115,7 @@ class LiveServer:
                 "ice_servers": list(self.ice_servers),
                 "llm": config.llm,
                 "reply_engine": self.engines.reply_engine,
+                "turn_rule": self.engines.turn_rule,
                 "token_required": bool(self.token),
             }
         )
@@ -130,33 +132,42 @@ class LiveServer:
         return web.json_response({"interrupted": interrupted})
 
     async def offer(self, request):
+        """Answer a browser's offer with a new session; 400 says what is wrong with a bad offer, 503
+        when full. The slot is taken only once the offer is read and checked, and given back on
+        every failure, and by a peer that never connects (`CONNECT_TIMEOUT_S`)."""
         from aiohttp import web
+
+        from avatar.playout.offers import OfferError, read_offer
 
         if not self._authorized(request):
             return self._error(401, "missing or wrong bearer token")
-        if len(self.sessions) >= self.max_sessions:
-            return self._error(503, f"the server is full ({self.max_sessions} sessions); try again later")
-        sdp = await offer_sdp(request)
-        if sdp is None:
-            return self._error(400, BAD_OFFER)
+        if len(self.sessions) >= self.max_sessions:  # cheap early answer; _open_session re-checks
+            return self._error(503, self._full_message())
         try:
+            sdp = await read_offer(request)
             live, answer = await self._open_session(sdp)
-        except ValueError as exc:  # aiortc's complaint about an SDP it cannot use
-            return self._error(400, f"unusable offer: {exc}")
+        except OfferError as exc:
+            return self._error(400, str(exc))
+        except ServerFull:
+            return self._error(503, self._full_message())
         return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": live.session_id})
+
+    def _full_message(self) -> str:
+        return f"the server is full ({self.max_sessions} sessions); try again later"
 
     # --- sessions ---------------------------------------------------------------------------------
     async def _open_session(self, sdp: str):
-        from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-
         from avatar.core.clock import SystemClock
         from avatar.playout.av_output import AVOutputQueue, AVPlayout
+        from avatar.playout.offers import answer_offer, close_unless_connected, peer_connection
         from avatar.playout.webrtc_tracks import paced_tracks
         from lipsync.streaming_lipsync import StreamingLipSync
 
         engines, config = self.engines, self.engines.config
+        if len(self.sessions) >= self.max_sessions:  # checked with no await before the slot is taken
+            raise ServerFull
         session_id = secrets.token_hex(6)
-        pc = RTCPeerConnection(RTCConfiguration([RTCIceServer(url) for url in self.ice_servers]))
+        pc = peer_connection(self.ice_servers)
         queue = AVOutputQueue()
         lipsync = StreamingLipSync(engines.renderer, seed=secrets.randbits(16))
         playout = AVPlayout(queue, lambda tick: lipsync.idle_frame())
@@ -207,21 +218,18 @@ class LiveServer:
                 await self.close_session(session_id)
 
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            audio_track, video_track = paced_tracks(playout, clock, draw_idle_in_thread=True)
-            pc.addTrack(audio_track)
-            pc.addTrack(video_track)
-            answer = await pc.createAnswer()
-            await pc.setLocalDescription(answer)
-        except Exception:
+            answer = await answer_offer(pc, sdp, paced_tracks(playout, clock, draw_idle_in_thread=True))
+        except BaseException:
             await self.close_session(session_id)
             raise
-        return live, pc.localDescription
+        self._spawn(
+            live, close_unless_connected(pc, lambda: self.close_session(session_id), self.connect_timeout_s)
+        )
+        return live, answer
 
     def _conversation(self, lipsync, queue, playout, clock, send_event):
         """The session's conversation loop over the shared engines (VAD and turn rules per session)."""
         from avatar.live.conversation import ConversationSession
-        from avatar.turns.turn_detector import TurnDetector
         from avatar.turns.vad_silero import SileroVAD
 
         engines, config = self.engines, self.engines.config
@@ -231,10 +239,8 @@ class LiveServer:
                 min_speech_ms=config.barge_in_min_speech_ms,
                 min_silence_ms=SPECULATE_AFTER_SILENCE_MS,  # the speculative reply starts here
             ),
-            turn_detector=TurnDetector(
-                min_turn_s=config.barge_in_min_speech_ms / 1000,
-                end_silence_ms=config.end_of_turn_silence_ms,  # counted from the end of speech
-            ),
+            turn_detector=self._turn_detector(),
+            turn_model=engines.turn_model,
             asr=engines.asr,
             llm=engines.llm,
             tts=engines,
@@ -246,6 +252,23 @@ class LiveServer:
             language=config.language,
             run_blocking=engines.run_blocking,
             on_event=send_event,
+        )
+
+    def _turn_detector(self):
+        """The session's turn rule: with the turn model, asked after a short silence (the silence
+        rule's wait when it is unsure, a longer fallback when it calls the turn incomplete);
+        without it, the fixed silence rule."""
+        from avatar.turns.turn_detector import TurnDetector
+
+        config = self.engines.config
+        min_turn_s = config.barge_in_min_speech_ms / 1000
+        if self.engines.turn_model is None:  # silence counted from the end of speech
+            return TurnDetector(min_turn_s=min_turn_s, end_silence_ms=config.end_of_turn_silence_ms)
+        return TurnDetector(
+            min_turn_s=min_turn_s,
+            end_silence_ms=config.turn_fallback_silence_ms,
+            check_after_silence_ms=config.turn_check_silence_ms,
+            unsure_silence_ms=config.end_of_turn_silence_ms,
         )
 
     def _spawn(self, live: LiveSession, coroutine) -> None:
@@ -264,15 +287,22 @@ class LiveServer:
             log.error("session %s: %s: %s", live.session_id, type(error).__name__, error)
 
     async def _on_client_message(self, live: LiveSession, message) -> None:
+        """The page's controls (docs/live_protocol.md); anything else is ignored, at debug level: a
+        peer that sends junk must not fill the log or reach the session."""
         try:
             data = json.loads(message)
         except (TypeError, ValueError):
+            log.debug("session %s: ignored a data channel message that is not JSON", live.session_id)
             return
-        if data.get("type") == "interrupt":
+        kind = data.get("type") if isinstance(data, dict) else None
+        text = data.get("text") if kind == "say" else None
+        if kind == "interrupt":
             await live.session.interrupt("button")
-        elif data.get("type") == "say" and str(data.get("text", "")).strip():
+        elif isinstance(text, str) and text.strip() and unsafe_text(text) is None:
             await live.session.interrupt("api")
-            await live.session.say(str(data["text"])[:2000])
+            await live.session.say(text[:MAX_SAY_CHARS])
+        else:
+            log.debug("session %s: ignored a data channel message: %.80r", live.session_id, message)
 
     async def _consume_microphone(self, live: LiveSession, track) -> None:
         """Decode the user's microphone, mono 16 kHz, into the session until the track ends."""
@@ -302,7 +332,7 @@ class LiveServer:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await live.pc.close()
+        await close_quietly(live.pc)
         log.info("session %s: closed (%d live)", session_id, len(self.sessions))
 
     async def _on_shutdown(self, app) -> None:
