@@ -55,7 +55,7 @@ def _median_f0_hz(audio: AudioChunk) -> float:
 def piper_speech():
     from voices.piper_tts import PiperTTS
 
-    tts = PiperTTS().load()
+    tts = PiperTTS(sampling_noise=False).load()  # repeatable: sampled noise made the F0 test flaky
     return [tts.synthesize(sentence) for sentence in SENTENCES]
 
 
