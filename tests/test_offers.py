@@ -10,13 +10,13 @@ malformed-offer run against a real `avatar live` process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from types import SimpleNamespace
 
 import pytest
 
 from tests.conftest import SAMPLE_PORTRAIT
+from tests.support.edge_servers import served
 from tests.support.offers import browser_like_offer, malformed_offers
 
 pytest.importorskip("aiortc")
@@ -48,24 +48,6 @@ def run(loop, scenario):
 
     with loopback_only():
         return loop.run_until_complete(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
-
-
-@contextlib.asynccontextmanager
-async def served(app):
-    """`app` on a free 127.0.0.1 port, with a client session; yields (session, url)."""
-    import aiohttp
-    from aiohttp import web
-
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    try:
-        async with aiohttp.ClientSession() as client:
-            yield client, f"http://127.0.0.1:{port}"
-    finally:
-        await asyncio.wait_for(runner.cleanup(), 20.0)
 
 
 async def post(client, url: str, body: bytes) -> tuple[int, dict]:

@@ -224,8 +224,8 @@ def test_greeting_uses_persona_and_language_and_a_custom_greeting(answerer, tmp_
     reply = answerer.reply_to(ask("Hello!"))
     assert reply.kind == "greeting" and reply.emotion == "happy" and "I'm Mia" in reply.text
     assert "我是Mia" in answerer.reply_to(ask("你好")).text
-    custom = OfflineAnswerer(SHOP_FAQ, "Mia", greeting={"en": "Welcome to Lumen!", "zh": "欢迎光临！"})
-    custom._embedder, custom._knowledge = answerer._embedder, answerer.knowledge
+    greeting = {"en": "Welcome to Lumen!", "zh": "欢迎光临！"}
+    custom = OfflineAnswerer(SHOP_FAQ, "Mia", greeting=greeting, retriever=answerer.retriever).load()
     assert custom.reply_to(ask("您好")).text == "欢迎光临！"
 
 

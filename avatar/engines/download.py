@@ -23,35 +23,33 @@ Fetcher = Callable[[str, Path, tuple[str, ...]], None]
 Progress = Callable[[str], None]
 
 
+# hub -> (package, its snapshot function, that function's name for the repository argument).
+# Both hubs have the same call shape, so one fetcher serves both.
+_HUB_CLIENTS = {
+    "huggingface": ("huggingface_hub", "snapshot_download", "repo_id"),
+    "modelscope": ("modelscope", "snapshot_download", "model_id"),
+}
+
+
 def _hub_client(hub: str) -> Fetcher:
     """The fetch function for one hub; the hub package is imported only here, on demand."""
-    if hub == "huggingface":
-        try:
-            from huggingface_hub import snapshot_download
-        except ImportError as exc:
-            raise EngineUnavailable(
-                "huggingface_hub is not installed", "pip install huggingface_hub, or use --hub modelscope"
-            ) from exc
+    import importlib
 
-        def fetch_hf(repo_id: str, local_dir: Path, filenames: tuple[str, ...]) -> None:
-            snapshot_download(
-                repo_id=repo_id, local_dir=str(local_dir), allow_patterns=list(filenames) or None
-            )
-
-        return fetch_hf
+    package, function, repo_argument = _HUB_CLIENTS[hub]
     try:
-        from modelscope import snapshot_download as ms_snapshot_download
+        snapshot_download = getattr(importlib.import_module(package), function)
     except ImportError as exc:
+        other = next(name for name in _HUB_CLIENTS if name != hub)
         raise EngineUnavailable(
-            "modelscope is not installed", "pip install modelscope, or use --hub huggingface"
+            f"{package} is not installed", f"pip install {package}, or use --hub {other}"
         ) from exc
 
-    def fetch_ms(repo_id: str, local_dir: Path, filenames: tuple[str, ...]) -> None:
-        ms_snapshot_download(
-            model_id=repo_id, local_dir=str(local_dir), allow_patterns=list(filenames) or None
+    def fetch(repo_id: str, local_dir: Path, filenames: tuple[str, ...]) -> None:
+        snapshot_download(
+            **{repo_argument: repo_id}, local_dir=str(local_dir), allow_patterns=list(filenames) or None
         )
 
-    return fetch_ms
+    return fetch
 
 
 def _sources_for(spec: EngineSpec, hub: str | None) -> tuple[str, list[HubSource]]:

@@ -19,11 +19,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from avatar.core.errors import InputError
 from avatar.core.text_script import split_into_pieces
-from avatar.llm.knowledge import KnowledgeBase, KnowledgeEntry, detect_language, load_knowledge_base
+from avatar.llm.grounding import KnowledgeRetriever
+from avatar.llm.knowledge import KnowledgeBase, detect_language
 
 DEFAULT_MIN_RELEVANCE = 0.03  # best-minus-mean margin; calibrated on tests/data/answerer_eval.jsonl
 SUGGESTION_COUNT = 3
@@ -73,31 +72,28 @@ class OfflineAnswerer:
         greeting: str | Mapping[str, str] | None = None,
         min_score: float = DEFAULT_MIN_RELEVANCE,
         cache_dir: Path | None = None,
+        retriever: KnowledgeRetriever | None = None,
     ) -> None:
+        """`retriever`: an already loaded one over the same files, to share its embeddings."""
         if not persona_name.strip():
             raise InputError("the offline answerer needs a persona name")
         self.knowledge_paths = knowledge_base
         self.persona_name = persona_name.strip()
         self.greeting = greeting
         self.min_score = min_score
-        self.cache_dir = cache_dir
-        self._embedder = None
-        self._knowledge: KnowledgeBase | None = None
+        self.retriever = retriever or KnowledgeRetriever(
+            knowledge_base, top_k=SUGGESTION_COUNT, cache_dir=cache_dir
+        )
 
     def load(self) -> OfflineAnswerer:
         """Blocking: load the embedding model and embed the knowledge base (cached on disk)."""
-        from avatar.llm.embedder import E5Embedder
-
-        embedder = E5Embedder().load()
-        self._knowledge = load_knowledge_base(self.knowledge_paths, embedder, cache_dir=self.cache_dir)
-        self._embedder = embedder
+        if not self.retriever.loaded:
+            self.retriever.load()
         return self
 
     @property
     def knowledge(self) -> KnowledgeBase:
-        if self._knowledge is None:
-            raise RuntimeError("OfflineAnswerer.load() must run before answering")
-        return self._knowledge
+        return self.retriever.knowledge
 
     async def stream(self, messages: list[dict]) -> AsyncIterator[str]:
         """Yield the reply to the last user message in pieces (words, CJK characters), so the
@@ -113,31 +109,22 @@ class OfflineAnswerer:
         language = detect_language(question)
         if is_greeting(question):
             return Reply(self._greeting_text(language), "happy", "greeting")
-        query_vector = self._embedder.embed_queries([question])[0]
-        scores = self.knowledge.score_entries(query_vector)
-        ranked = np.argsort(-scores, kind="stable")
-        best = int(ranked[0])
-        relevance = float(scores[best] - scores.mean()) if len(scores) > 1 else float(scores[best])
-        if relevance < self.min_score:
-            topics = self._suggestions(
-                [self.knowledge.entries[i] for i in ranked[:SUGGESTION_COUNT]], language
-            )
+        passages = self.retriever.ranked(question, SUGGESTION_COUNT)
+        best = passages[0]
+        if best.relevance < self.min_score:
+            topics = _TOPIC_SEPARATOR[language].join(_as_question(p.question) for p in passages)
             text = _I_DONT_KNOW[language].format(topics=topics)
-            return Reply(text, "neutral", "unknown", None, relevance)
-        entry = self.knowledge.entries[best]
-        return Reply(entry.answer_in(language), entry.emotion, "answer", entry.entry_id, relevance)
+            return Reply(text, "neutral", "unknown", None, best.relevance)
+        return Reply(best.text, best.emotion, "answer", best.entry_id, best.relevance)
 
     def _greeting_text(self, language: str) -> str:
         if isinstance(self.greeting, str):
             return self.greeting
         if isinstance(self.greeting, Mapping) and self.greeting:
             return self.greeting.get(language) or next(iter(self.greeting.values()))
-        topics = self._suggestions(self.knowledge.entries[:SUGGESTION_COUNT], language)
+        entries = self.knowledge.entries[:SUGGESTION_COUNT]
+        topics = _TOPIC_SEPARATOR[language].join(_as_question(e.question_in(language)) for e in entries)
         return _DEFAULT_GREETING[language].format(persona=self.persona_name, topics=topics)
-
-    @staticmethod
-    def _suggestions(entries: Sequence[KnowledgeEntry], language: str) -> str:
-        return _TOPIC_SEPARATOR[language].join(_as_question(entry.question_in(language)) for entry in entries)
 
 
 def is_greeting(text: str) -> bool:

@@ -37,6 +37,7 @@ class Passage:
     text: str
     relevance: float  # the entry's score minus the mean over all entries (see answerer.py)
     entry_id: str
+    emotion: str = "neutral"
 
 
 class KnowledgeRetriever:
@@ -48,6 +49,8 @@ class KnowledgeRetriever:
         top_k: int = DEFAULT_PASSAGES,
         cache_dir: Path | None = None,
     ) -> None:
+        """One retriever serves both the offline answerer (which reads its best entry out) and the
+        chat models (which get the top entries as notes), so retrieval is written once."""
         self.knowledge_paths = knowledge_paths
         self.top_k = top_k
         self.cache_dir = cache_dir
@@ -65,33 +68,53 @@ class KnowledgeRetriever:
         return self
 
     @property
+    def loaded(self) -> bool:
+        return self._knowledge is not None
+
+    @property
+    def embedder_id(self) -> str:
+        """The embedding model's id (reports), once loaded."""
+        return getattr(self._embedder, "model_id", "")
+
+    @property
     def knowledge(self) -> KnowledgeBase:
         if self._knowledge is None:
             raise RuntimeError("KnowledgeRetriever.load() must run before retrieving")
         return self._knowledge
 
-    def passages(self, question: str) -> list[Passage]:
-        """The `top_k` best entries for `question`, best first, each in the question's language
-        when the file has that language.
-
-        Best first, not in file order: file order would keep the notes identical from turn to turn
-        (so a prompt cache could keep the history after them), but SmolLM2-135M then lost the
-        phone number of a second entry, and small models are who the notes matter most for."""
+    def ranked(self, question: str, count: int | None = None) -> list[Passage]:
+        """The `count` (default `top_k`) best entries for `question`, best first, each in the
+        question's language when the file has that language; relevance is the entry's score
+        minus the mean over all entries (e5's raw scores crowd together, see answerer.py)."""
         knowledge = self.knowledge
         language = detect_language(question)
         with self._lock:
             query_vector = self._embedder.embed_queries([question])[0]
         scores = knowledge.score_entries(query_vector)
-        mean = float(scores.mean())
-        ranked = np.argsort(-scores, kind="stable")[: self.top_k]
+        mean = float(scores.mean()) if len(scores) > 1 else 0.0
+        ranked = np.argsort(-scores, kind="stable")[: count or self.top_k]
         passages = []
         for index in ranked:
             entry = knowledge.entries[int(index)]
-            question_text = entry.question_in(language) if entry.questions else entry.topic
+            relevance = float(scores[index]) - mean
             passages.append(
-                Passage(question_text, entry.answer_in(language), float(scores[index]) - mean, entry.entry_id)
+                Passage(
+                    entry.question_in(language),
+                    entry.answer_in(language),
+                    relevance,
+                    entry.entry_id,
+                    entry.emotion,
+                )
             )
         return passages
+
+    def passages(self, question: str) -> list[Passage]:
+        """The notes for a chat model: the `top_k` best entries, best first.
+
+        Best first, not in file order: file order would keep the notes identical from turn to turn
+        (so a prompt cache could keep the history after them), but SmolLM2-135M then lost the
+        phone number of a second entry, and small models are who the notes matter most for."""
+        return self.ranked(question)
 
 
 class GroundedChatModel:
