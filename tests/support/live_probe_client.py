@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import time
 from collections import deque
 
@@ -34,9 +35,11 @@ from tests.support.live_probe_analysis import (
     silence_start,
 )
 from tests.support.live_probe_media import SenderClock, Utterance, UtteranceMicTrack
+from tests.support.live_probe_mouth import REPLY_WINDOW_S, ColourFrame, first_moving_mouth
 
 VIDEO_DOWNSAMPLE = 2  # keep every 2nd pixel of the grey frame: enough for a mouth, 4x cheaper
 MAX_LOGGED_FRAMES = 25 * 180  # three minutes of video per client
+MAX_COLOUR_FRAMES = 25 * 20  # colour pictures kept for the landmarker: 20 s (~100 MB at 256 px)
 RECV_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 20.0
 
@@ -44,8 +47,13 @@ CONNECT_TIMEOUT_S = 20.0
 class LiveProbe:
     """One headless client session. Use `async with LiveProbe(url) as probe:`."""
 
-    def __init__(self, url: str, token: str | None = None, client_index: int = 0) -> None:
+    def __init__(self, url: str, token: str | None = None, client_index: int = 0, landmarker=None) -> None:
+        """`landmarker` (a lipsync FaceLandmarker): also keep colour frames and measure the first
+        moving mouth (tests.support.live_probe_mouth); it costs the probe a colour conversion per frame."""
         self.url = url.rstrip("/")
+        self.landmarker = landmarker
+        self.colour: deque[ColourFrame] = deque(maxlen=MAX_COLOUR_FRAMES)
+        self._colour_window_s = (math.inf, math.inf)  # colour frames are kept only in this span
         self.token = token
         self.client_index = client_index
         self.mic = UtteranceMicTrack()
@@ -163,6 +171,9 @@ class LiveProbe:
         def record(frame, arrival_s: float) -> None:
             grey = frame.to_ndarray(format="gray")[::VIDEO_DOWNSAMPLE, ::VIDEO_DOWNSAMPLE].copy()
             self.video.append(VideoArrival(arrival_s, int(frame.pts), grey))
+            if self._colour_window_s[0] <= arrival_s <= self._colour_window_s[1]:
+                bgr = frame.to_ndarray(format="bgr24")[::VIDEO_DOWNSAMPLE, ::VIDEO_DOWNSAMPLE].copy()
+                self.colour.append(ColourFrame(arrival_s, bgr))
 
         await self._receive(track, record)
 
@@ -220,8 +231,12 @@ class LiveProbe:
         """Ask one question from quiet, wait for the whole reply, and measure its onset."""
         result = TurnResult(self.client_index, turn)
         await self.wait_quiet()
+        if self.landmarker is not None:  # colour frames from now until the reply has started
+            self.colour.clear()
+            self._colour_window_s = (time.monotonic(), math.inf)
         utterance = await self.play(pcm)
         end_s = utterance.end_s
+        self._colour_window_s = (self._colour_window_s[0], end_s + REPLY_WINDOW_S)
         # A recording with long pauses becomes several server turns; the reply to measure is the
         # one whose turn starts after the whole utterance was sent (earlier ones were barged in).
         started = await self.wait_event(("turn_started", "turn_ignored"), end_s, reply_timeout_s)
@@ -242,7 +257,21 @@ class LiveProbe:
         result.server_timeline_ms = self._server_timeline(turn_id, end_s)
         await self.wait_quiet(timeout_s=reply_timeout_s)
         self._measure_onset(result, end_s)
+        self._measure_moving_mouth(result, end_s)
         return result
+
+    def _measure_moving_mouth(self, result: TurnResult, end_s: float) -> None:
+        if self.landmarker is None:
+            return
+        try:
+            onset = first_moving_mouth(list(self.colour), end_s, self.landmarker)
+        except ValueError as error:
+            result.notes.append(f"moving mouth not measured: {error}")
+            return
+        if onset.arrival_s is None:
+            result.notes.append(f"the mouth never left its idle range (max {onset.idle_max_gap:.3f})")
+        else:
+            result.speech_end_to_moving_mouth_ms = 1000 * (onset.arrival_s - end_s)
 
     def _server_timeline(self, turn_id: int, end_s: float) -> dict[str, float]:
         timeline: dict[str, float] = {}
