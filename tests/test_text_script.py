@@ -214,3 +214,11 @@ def test_a_reply_streams_in_word_sized_pieces_that_join_back():
     assert "".join(pieces) == text
     assert pieces[:3] == ["[happy] ", "Hello ", "there! "]
     assert "你" in pieces and "好，" in pieces and "Mia。email " in pieces
+
+
+@pytest.mark.parametrize("bad", ["Hello\x00 there", "Hi \x1b[31mred", "broken \ud800 text"])
+def test_unprintable_characters_are_refused_with_where_they_are(bad):
+    """Found by tests/test_fuzz_parsers.py: a NUL used to reach the voice as a 'word'."""
+    with pytest.raises(InputError, match=r"unprintable character \(U\+[0-9A-F]{4}\) at character \d+"):
+        parse_script(bad)
+    assert parse_script("tabs\tand\nnew lines\r\nare fine")[0].text == "tabs and new lines are fine"

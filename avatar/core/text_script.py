@@ -12,6 +12,7 @@ is cut into chunks at clause breaks, then spaces, then anywhere.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from avatar.core.errors import InputError
 from avatar.core.types import EMOTIONS, TextSegment
@@ -115,6 +116,7 @@ def parse_script(text: str, default_emotion: str = "neutral") -> list[TextSegmen
             f"the text has {len(text):,} characters, more than the {MAX_SCRIPT_CHARS:,} one job accepts",
             "split it into several jobs in a batch manifest",
         )
+    _refuse_unspeakable_characters(text)
     segments: list[TextSegment] = []
     emotion = default_emotion
     position = 0
@@ -146,6 +148,19 @@ def parse_script(text: str, default_emotion: str = "neutral") -> list[TextSegmen
     if not any(segment.text for segment in segments):
         raise InputError("the text has tags but no words to speak", "add the words after the tags")
     return segments
+
+
+def _refuse_unspeakable_characters(text: str) -> None:
+    """Control characters (NUL, escape codes) and lone surrogates in a script are a copy-paste or
+    encoding accident: a voice cannot say them and some fail on them deep inside, so the text is
+    refused here, with where the character is."""
+    for index, char in enumerate(text):
+        category = unicodedata.category(char)
+        if (category == "Cc" and char not in "\t\n\r\x0b\x0c") or category == "Cs":
+            raise InputError(
+                f"the text contains an unprintable character (U+{ord(char):04X}) at character {index + 1}",
+                "remove it (it often comes from copying text out of another program)",
+            )
 
 
 def has_words(text: str) -> bool:
