@@ -280,6 +280,9 @@ def live_config(args: argparse.Namespace):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from avatar.playout.http_edge import require_secret_for_bind
+
+    require_secret_for_bind(args.host, args.token or os.environ.get("AVATAR_TOKEN"))
     from avatar.engines.live_set import LiveEngines
     from avatar.live.server import LiveServer
 
@@ -328,6 +331,9 @@ def _broadcast_config(args: argparse.Namespace):
 
 def cmd_live(args: argparse.Namespace) -> int:
     from avatar.broadcast.server import BroadcastServer, load_engines
+    from avatar.playout.http_edge import require_secret_for_bind
+
+    require_secret_for_bind(args.host, args.token or os.environ.get("AVATAR_TOKEN"))
 
     _require_live_extra("the livestream host")
     from avatar.core.heap_trim import limit_malloc_arenas

@@ -11,17 +11,43 @@
 * **Text.** A lone surrogate (`"\\ud800"` in JSON) cannot be encoded as UTF-8, and NUL bytes break
   paths and C libraries further in: such text is refused where it arrives.
 * **The access log** leaves out query strings: aiohttp's default `%r` would write `?token=` to it.
+* **The bind.** Only loopback may be served without a secret (`require_secret_for_bind`): a
+  server on `0.0.0.0` without one would let anyone who can reach the port use the avatar.
 """
 
 from __future__ import annotations
 
 import hmac
 import html
+import ipaddress
 import logging
 from collections.abc import Iterable
 
+from avatar.core.errors import InputError
+
 TOKEN_REFUSED = "missing or wrong token"
 REFERRER_POLICY = "no-referrer"  # a token in a page's URL must not leave in a Referer header
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the server on this machine ("localhost", 127.x, ::1)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def require_secret_for_bind(
+    host: str, secret: str | None, *, option: str = "--token", env: str = "AVATAR_TOKEN"
+) -> None:
+    """Refuse to serve another address than loopback without a secret (one line: how to fix)."""
+    if not secret and not is_loopback(host):
+        raise InputError(
+            f"--host {host} is reachable from other machines, so a secret is required",
+            f"pass {option} SECRET (or set {env}), or bind 127.0.0.1; see SECURITY.md",
+        )
 
 
 def token_matches(presented: str | None, token: str) -> bool:
