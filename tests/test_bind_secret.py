@@ -37,3 +37,31 @@ def test_servers_refuse_an_open_bind_without_a_token_before_loading(command, cap
     assert code == 2
     assert "--host 0.0.0.0 is reachable from other machines" in error and "--token" in error
     assert "Traceback" not in error
+
+
+def test_posts_from_another_sites_page_are_refused_on_both_servers():
+    """A page on another site must not drive the avatar through its visitor's browser (issue 18:
+    Origin checks on state-changing browser requests); same-site pages and non-browser clients
+    are judged by the token as before."""
+    import asyncio
+
+    from tests.support.edge_servers import TOKEN, broadcast_server, live_server, served
+
+    async def status(client, method, url, **headers) -> int:
+        headers.setdefault("Authorization", f"Bearer {TOKEN}")
+        async with client.request(method, url, data=b"{}", headers=headers) as response:
+            return response.status
+
+    async def check(app, post_path: str) -> None:
+        async with served(app) as (client, url):
+            own = url  # what a page served by this server sends as its Origin
+            assert await status(client, "POST", url + post_path, Origin="https://evil.example") == 403
+            assert await status(client, "POST", url + post_path, Origin="null") == 403
+            assert await status(client, "POST", url + post_path, Origin=own) not in (401, 403)
+            assert await status(client, "POST", url + post_path) not in (401, 403)  # no Origin: curl, SDKs
+            assert await status(client, "GET", url + "/health", Origin="https://evil.example") == 200
+            no_token = {"Authorization": "", "Origin": own}
+            assert await status(client, "POST", url + post_path, **no_token) == 401
+
+    asyncio.run(check(live_server().app(), "/offer"))
+    asyncio.run(check(broadcast_server().app(), "/api/say"))

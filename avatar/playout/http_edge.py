@@ -11,6 +11,10 @@
 * **Text.** A lone surrogate (`"\\ud800"` in JSON) cannot be encoded as UTF-8, and NUL bytes break
   paths and C libraries further in: such text is refused where it arrives.
 * **The access log** leaves out query strings: aiohttp's default `%r` would write `?token=` to it.
+* **Cross-site requests.** A browser sends `Origin` with every POST. One from another site's page
+  (which could drive a server on this machine through its visitor's browser, token or not) is
+  refused with 403 before anything else; clients that are not browsers send no `Origin` and are
+  judged by the token alone.
 * **The bind.** Only loopback may be served without a secret (`require_secret_for_bind`): a
   server on `0.0.0.0` without one would let anyone who can reach the port use the avatar.
 """
@@ -82,6 +86,8 @@ def protect(app, token: str | None, *, public: Iterable[str] = (), pages: Iterab
 
     @web.middleware
     async def require_token(request, handler):
+        if not same_origin(request):
+            return web.json_response({"error": CROSS_SITE_REFUSED, "message": CROSS_SITE_REFUSED}, status=403)
         request["authorized"] = is_authorized(request, token)
         if request["authorized"] or _route_path(request) in public_paths:
             return await handler(request)
@@ -98,6 +104,25 @@ def protect(app, token: str | None, *, public: Iterable[str] = (), pages: Iterab
 
     app.middlewares.append(require_token)
     app.on_response_prepare.append(no_referrer)
+
+
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CROSS_SITE_REFUSED = "a request from another site's page is refused (Origin does not match this server)"
+
+
+def same_origin(request) -> bool:
+    """False for a state-changing browser request whose `Origin` names another host than the one it
+    was sent to; behind a reverse proxy, the proxy must pass `Host` on (SECURITY.md)."""
+    origin = request.headers.get("Origin")
+    if request.method not in STATE_CHANGING or origin is None:
+        return True
+    from urllib.parse import urlsplit
+
+    try:
+        origin_host = urlsplit(origin).netloc.lower()
+    except ValueError:
+        return False
+    return bool(origin_host) and origin_host == (request.host or "").lower()
 
 
 def _route_path(request) -> str | None:
