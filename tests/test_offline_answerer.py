@@ -272,3 +272,16 @@ def test_messages_without_user_text_are_input_errors(answerer):
         answerer.reply_to([{"role": "system", "content": "x"}])
     with pytest.raises(InputError, match="has no text"):
         answerer.reply_to(ask("   "))
+
+
+def test_known_replies_are_what_it_streams(answerer):
+    """The server says these replies' first sentences at start-up (avatar.speech.speech_cache): they
+    must be the very texts the answerer streams, or the prepared speech would never be used."""
+    from avatar.speech.speech_cache import first_sentences
+
+    known = answerer.known_replies("en")
+    assert len(known) == len(answerer.knowledge.entries) + 2
+    for question in ("Hello!", "What are your opening hours?", "Can you fix my bicycle?"):
+        streamed = "".join(asyncio.run(collect(answerer, ask(question))))
+        assert first_sentences([streamed])[0] in first_sentences(known), question
+    assert answerer.known_replies("fr") == []

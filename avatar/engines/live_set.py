@@ -11,15 +11,22 @@ only slow each other down) and run in worker threads so pacing never stalls.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from avatar.core.errors import AvatarError
 from avatar.engines.choice import EngineChoice
 from avatar.engines.engine_set import EngineSet
 from avatar.engines.replies import check_llm, describe_llm
 from avatar.speech.speaker import AvatarVoice  # one avatar's voice over the shared engines
+from avatar.speech.speech_cache import SpeechCache
+
+log = logging.getLogger("avatar.live")
+MAX_PREPARED_OPENINGS = 64  # start-up cost ~0.1 s each on 2 cores; a larger FAQ fills up lazily
 
 
 def limit_kernel_threads() -> None:
@@ -114,6 +121,7 @@ class LiveEngines:
         self.turn_model = None  # Smart Turn, shared by every session (stateless ONNX session)
         self.reply_engine = describe_llm(config)  # one line for the start-up log and /health
         self._locks: dict[str, asyncio.Lock] = {}
+        self.speech_cache = SpeechCache()  # sentences said before, shared by every session
 
     def load(self, *, listening: bool = True) -> LiveEngines:
         """Blocking: prepare the avatar and load every model (a few seconds).
@@ -134,6 +142,12 @@ class LiveEngines:
             self.vad_model = engines.vad_model()
             self.asr = engines.recognizer(config.asr, config.asr_model_dir)
         self.tts.get(config.language or "en")
+        started_s = time.perf_counter()
+        prepared = self.say_known_openings()
+        if prepared:
+            log.info(
+                "said %d known reply openings in advance (%.1f s)", prepared, time.perf_counter() - started_s
+            )
         return self
 
     @property
@@ -177,9 +191,28 @@ class LiveEngines:
         return AvatarVoice(self.tts.get, language=language, matcher=matcher, cloned=cloned)
 
     def synthesize(self, text: str, *, emotion: str | None = None):
-        """One sentence of reply speech with its emotion, in the avatar's voice (see `voice`)."""
+        """One sentence of reply speech with its emotion, in the avatar's voice (see `voice`);
+        a sentence said before comes from the speech cache (avatar.speech.speech_cache)."""
         voice = self.voice(self.voice_profile, self.config.language, self.cloned_voice)
-        return voice.synthesize(text, emotion=emotion)
+        key = (text, emotion, self.config.language, id(self.voice_profile), id(self.cloned_voice))
+        return self.speech_cache.get_or_make(key, lambda: voice.synthesize(text, emotion=emotion))
+
+    def say_known_openings(self, max_sentences: int = MAX_PREPARED_OPENINGS) -> int:
+        """Blocking: synthesize the first sentence of every reply the reply engine knows in advance
+        (the answerer's greeting, "I don't know" and FAQ answers) into the speech cache, so the
+        first question of each kind is answered as fast as a repeated one. Returns how many."""
+        from avatar.speech.speech_cache import first_sentences
+
+        known = getattr(self.llm, "known_replies", None)
+        if known is None:
+            return 0
+        openings = first_sentences(known(self.config.language or "en"))[:max_sentences]
+        for text, emotion in openings:
+            try:
+                self.synthesize(text, emotion=emotion)
+            except AvatarError as error:  # a line the voice cannot say is skipped live as well
+                log.info("not prepared: %r (%s)", text, error.message)
+        return len(openings)
 
     async def run_blocking(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking engine call in a thread, one call at a time per engine."""

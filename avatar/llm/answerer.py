@@ -117,6 +117,23 @@ class OfflineAnswerer:
             return Reply(text, "neutral", "unknown", None, best.relevance)
         return Reply(best.text, best.emotion, "answer", best.entry_id, best.relevance)
 
+    def known_replies(self, language: str) -> list[str]:
+        """Replies whose words are known before anyone asks, tagged as `stream` sends them: the
+        greeting, the opening of "I don't know" and every entry's answer in `language` (a server
+        says their first sentences once at start-up: avatar.speech.speech_cache)."""
+        if language not in _I_DONT_KNOW:
+            return []
+        entries = self.knowledge.entries
+        topics = _TOPIC_SEPARATOR[language].join(
+            _as_question(e.question_in(language)) for e in entries[:SUGGESTION_COUNT]
+        )
+        replies = [
+            Reply(self._greeting_text(language), "happy", "greeting").tagged_text,
+            Reply(_I_DONT_KNOW[language].format(topics=topics), "neutral", "unknown").tagged_text,
+        ]
+        replies += [Reply(e.answer_in(language), e.emotion, "answer").tagged_text for e in entries]
+        return replies
+
     def _greeting_text(self, language: str) -> str:
         if isinstance(self.greeting, str):
             return self.greeting
