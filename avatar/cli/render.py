@@ -26,6 +26,12 @@ def add_render_parsers(sub, *, epilog: str) -> None:
     )
     batch.add_argument("--out-dir", type=Path, default=Path("videos"), help="where outputs without a path go")
     batch.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel worker processes")
+    batch.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="render on a Ray cluster instead (auto, or the head's host:port); --out-dir must be a folder "
+        "every node sees",
+    )
     batch.set_defaults(run=cmd_batch)
 
     preview = sub.add_parser("preview", help="draw the detected face and landmarks on the photo (PNG)")
@@ -148,9 +154,17 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from avatar.render.batch import run_batch
+    if args.ray:
+        from avatar.jobs.ray_batch import run_batch_on_ray
+        from avatar.jobs.spec import require_ray
 
-    report = run_batch(args.manifest, out_dir=args.out_dir, jobs=args.jobs)
+        require_ray()
+
+        report = run_batch_on_ray(args.manifest, args.out_dir, args.ray)
+    else:
+        from avatar.render.batch import run_batch
+
+        report = run_batch(args.manifest, out_dir=args.out_dir, jobs=args.jobs)
     print(f"{len(report.succeeded)} succeeded, {len(report.failed)} failed")
     for failure in report.failed:
         print(f"failed: {failure}", file=sys.stderr)
