@@ -148,8 +148,10 @@ async def measure_turns(
     async with LiveProbe(url, landmarker=landmarker) as probe:
         await asyncio.sleep(1.0)
         plain = []
-        for t in range(turns):
-            question = questions[t % len(questions)]
+        # One language after the other, as a user keeps to theirs: the session judges a pause by
+        # the language it heard last, so alternating languages every turn would measure switches.
+        schedule = sorted((questions[t % len(questions)] for t in range(turns)), key=lambda q: q.language)
+        for t, question in enumerate(schedule):
             result = await probe.measure_turn(question.pcm, t)
             result.question = f"{question.source}/{question.language}: {question.name}"
             plain.append(result)

@@ -59,6 +59,13 @@ RESUME_GRACE_S = 0.3  # a turn ended this soon after speech resumed still cut th
 GRID_THRESHOLD = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 1.0)
 GRID_UNSURE = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.97, 0.98, 0.99, 1.0)
 GRID_FALLBACK_MS = (1200.0, 1500.0, 2000.0)
+QUESTIONS = (  # bench/live_questions.py asks the same
+    "What are your opening hours?",
+    "How can I return an item?",
+    "Do you ship abroad?",
+    "Can I pay by card?",
+    "Where is your shop?",
+)
 
 
 @dataclass
@@ -280,6 +287,39 @@ def probability_profile(trials_by_language: dict[str, list[Trial]], rule: Rule, 
     return profile
 
 
+def sweep_english(trials_by_language: dict[str, list[Trial]], cache: ScoreCache, levels: list[float]) -> list:
+    """English "end at once" thresholds side by side (unsure 0.1, check 150 ms, fallback 1.2 s as
+    shipped), on both halves: cut-offs inside pauses and before the end, median and mean delay."""
+    rows = []
+    for complete in levels:
+        rule = smart_rule(f"en p>{complete:g}", {"en": (complete, 0.1)}, 150.0, 1200.0)
+        for half, parity in (("tune", 0), ("report", 1)):
+            result = summarise(split(trials_by_language["en"], parity), rule, cache)
+            keep = ("cut_in_pause", "cut_before_end", "n_pause_trials", "delay_median_ms", "delay_mean_ms")
+            rows.append({"complete_above": complete, "half": half, **{k: result[k] for k in keep}})
+    return rows
+
+
+def question_probabilities(model) -> list[dict]:
+    """Smart Turn on spoken questions (the shop FAQ's, synthesized by Piper: the eval recordings are
+    narration, not questions), asked after 150 ms of silence as a live session would."""
+    from avatar.core.audio_io import resample
+    from avatar.core.types import AudioChunk
+    from voices.piper_tts import PiperTTS
+
+    tts = PiperTTS().load()
+    rows = []
+    for text in QUESTIONS:
+        speech = tts.synthesize(text)
+        pcm = resample(speech.audio.pcm.astype(np.float32), speech.audio.sample_rate_hz, RATE_HZ)
+        pcm = np.concatenate(
+            [np.zeros(int(0.5 * RATE_HZ), np.float32), pcm, np.zeros(int(0.15 * RATE_HZ), np.float32)]
+        )
+        prediction = model.predict(AudioChunk(pcm, RATE_HZ), "en")
+        rows.append({"question": text, "probability": round(prediction.probability_complete, 3)})
+    return rows
+
+
 def split(trials: list[Trial], parity: int) -> list[Trial]:
     """Complete utterances plus the pause trials at every other word boundary."""
     return [t for t in trials if t.boundary_index is None or t.boundary_index % 2 == parity]
@@ -372,6 +412,11 @@ def main() -> int:
         default=Path("/tmp/avatar_turn_taking_scores_pipecat_1.14.0.json"),
         help="Smart Turn probabilities of earlier runs, by audio hash: a rerun costs no inference",
     )
+    parser.add_argument(
+        "--sweep-en",
+        default="0.99,0.98,0.97,0.95,0.9",
+        help="English end-at-once thresholds compared side by side ('' = skip)",
+    )
     args = parser.parse_args()
     from machine_info import describe_machine
 
@@ -408,6 +453,10 @@ def main() -> int:
                 result = summarise(split(trials, parity), rule, None if rule.thresholds is None else cache)
                 report["results"].setdefault(half, {}).setdefault(lang, []).append(result)
     report["probabilities"] = probability_profile(trials_by_language, rules[1], cache)
+    levels = [float(level) for level in args.sweep_en.split(",") if level.strip()]
+    if levels and "en" in trials_by_language:
+        report["sweep_en"] = sweep_english(trials_by_language, cache, levels)
+    report["questions_en"] = question_probabilities(model)
     cache.save()
     latencies = [latency for _, latency in cache.scores.values()]
     report["inference_ms_during_runs"] = {"n": len(latencies), "median": statistics.median(latencies),

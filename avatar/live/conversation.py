@@ -70,8 +70,11 @@ class ConversationSession(SpeculativeReplies):
         self.vad, self.turn_detector, self.asr, self.llm, self.tts = vad, turn_detector, asr, llm, tts
         self.lipsync, self.queue, self.playout, self.clock = lipsync, queue, playout, clock
         self.system_prompt = system_prompt
-        # Whisper's language detection is a second encoder pass (~0.5 s on 2 cores): after the
-        # first turn the session passes the language it heard as a hint (or the configured one).
+        # The recogniser gets the configured language only: with live Whisper's short window the
+        # language is detected from the same encoding at no cost, so a user who switches language
+        # is understood in the new one. The turn model uses the language heard last (its
+        # thresholds are per language), until the next transcript says otherwise.
+        self.asr_language = language
         self.language = language
         self.max_history_messages = max_history_messages
         self.run_blocking = run_blocking
@@ -193,7 +196,7 @@ class ConversationSession(SpeculativeReplies):
 
     async def _run_turn(self, turn: Turn, user_audio: np.ndarray, speech_end_s: float) -> None:
         transcript: Transcript = await self.run_blocking(
-            self.asr.transcribe, AudioChunk(user_audio, AUDIO_RATE_HZ), self.language
+            self.asr.transcribe, AudioChunk(user_audio, AUDIO_RATE_HZ), self.asr_language
         )
         if not transcript.text.strip():
             self._emit_turn(turn, "turn_ignored", turn_id=turn.turn_id, reason="no words recognised")
