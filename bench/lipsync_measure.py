@@ -1,6 +1,6 @@
 """Lip-sync and expression measured on rendered MP4s, as a viewer's face tracker sees them.
 
-    .venv/bin/python bench/lipsync_measure.py
+    .venv/bin/python bench/lipsync_measure.py [--lipsync-only]
 
 For each text: render through the whole pipeline (TTS -> renderer -> MP4), decode the MP4, run the
 face landmarker on every frame, and compare the mouth opening with the decoded audio's RMS
@@ -10,6 +10,7 @@ where the audio is silent. Then smile blendshapes of [happy] vs [neutral] render
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +19,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+if os.environ.get("LIPSYNC_FROM"):  # another copy of lipsync/, for the before/after comparison
+    sys.path.insert(0, os.environ["LIPSYNC_FROM"])
 EVAL_FACES = ROOT.parent / "shared" / "eval" / "faces"
+SILENT_CLOSED_BELOW = 0.012  # inner-lip gap / face height under which a mouth counts as closed
 
 TEXTS = [
     ("en", "Hello there. My name is Mona, and I am glad to meet you."),
@@ -49,9 +53,10 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp, FaceLandmarker() as landmarker:
             print(
-                "| lang | text | frames | corr at best lag | best lag (frames) | max opening in silence (% face h) | max opening (% face h) |"
+                "| lang | text | frames | corr at lag 0 | corr at best lag | best lag (frames) | "
+                "silent frames closed (gap < 1.2% face h) | max opening in silence (% face h) | max opening (% face h) |"
             )
-            print("|---|---|---|---|---|---|---|")
+            print("|---|---|---|---|---|---|---|---|---|")
             for index, (lang, text) in enumerate(TEXTS):
                 out = Path(tmp) / f"t{index}.mp4"
                 render_video(RenderRequest(photo, out, text=text, language=lang, size_px=512), engines)
@@ -60,11 +65,15 @@ def main() -> int:
                 openings, _ = measure_frames(frames, landmarker)
                 envelope = rms_envelope(audio.pcm, audio.sample_rate_hz, 25, len(frames))
                 lag, corr = best_lag_correlation(openings, envelope)
+                _, corr0 = best_lag_correlation(openings, envelope, max_lag=0)
                 quiet = envelope < 0.02 * envelope.max()
+                closed = float(np.mean(openings[quiet] < SILENT_CLOSED_BELOW))
                 print(
-                    f"| {lang} | {text} | {len(frames)} | {corr:.2f} | {lag:+d} | "
+                    f"| {lang} | {text} | {len(frames)} | {corr0:.2f} | {corr:.2f} | {lag:+d} | {100 * closed:.0f}% | "
                     f"{100 * np.nanmax(openings[quiet]):.2f} | {100 * np.nanmax(openings):.2f} |"
                 )
+            if "--lipsync-only" in sys.argv:  # expressions per face: bench/face_expressions.py
+                return 0
             print()
             print("| photo | smile, [neutral] render | smile, [happy] render | gain |")
             print("|---|---|---|---|")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 SILENCE_FLOOR_DB = -60.0
+LOW_BAND_HZ = (150.0, 1200.0)  # where the first formant, which rises as the jaw opens, lives
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,10 @@ class FrameFeatures:
     level_db: np.ndarray  # RMS level in dBFS
     centroid_hz: np.ndarray  # spectral centroid of the frame (0 in silence)
     reference_db: float  # typical loud-speech level of this recording
+    # Level of the first-formant band only (vowels are loud there, fricatives are not), and its
+    # loud-speech reference: how open a speaker's jaw is follows this better than the full band.
+    low_db: np.ndarray | None = None
+    low_reference_db: float = SILENCE_FLOOR_DB
 
     @property
     def frame_count(self) -> int:
@@ -54,4 +59,14 @@ def measure_frames(
     voiced = level_db > SILENCE_FLOOR_DB + 10
     reference = float(np.percentile(level_db[voiced], 90)) if voiced.any() else SILENCE_FLOOR_DB
     centroid = np.where(voiced, centroid, 0.0)
-    return FrameFeatures(level_db.astype(np.float32), centroid.astype(np.float32), reference)
+    low_band = (freqs >= LOW_BAND_HZ[0]) & (freqs < LOW_BAND_HZ[1])
+    low_power = (spectrum[:, low_band] ** 2).sum(axis=1) * 2.0 / (win * win)
+    low_db = np.maximum(10 * np.log10(low_power + 1e-12), SILENCE_FLOOR_DB)
+    low_reference = float(np.percentile(low_db[voiced], 90)) if voiced.any() else SILENCE_FLOOR_DB
+    return FrameFeatures(
+        level_db.astype(np.float32),
+        centroid.astype(np.float32),
+        reference,
+        low_db.astype(np.float32),
+        low_reference,
+    )

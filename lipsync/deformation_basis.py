@@ -33,6 +33,7 @@ BASIS_NAMES = (
     "head_roll",  # 1 = one degree
     "head_tx",  # 1 = 1% of face width
     "head_ty",  # 1 = 1% of face height
+    "lip_seal",  # lower lip back up to the upper one with the jaw left open (weight = jaw_open's)
 )
 BASIS_INDEX = {name: i for i, name in enumerate(BASIS_NAMES)}
 
@@ -76,8 +77,8 @@ class DeformationBasis:
             "smile": self._smile,
             "frown": lambda p: self._corners(p, out=-0.02, up=-0.09, sigma=0.4),
             "brow_raise": lambda p: self._brows(p, up=0.045, inward=0.0, inner_only=False),
-            "brow_inner_up": lambda p: self._brows(p, up=0.04, inward=0.0, inner_only=True),
-            "brow_lower": lambda p: self._brows(p, up=-0.03, inward=0.022, inner_only=False),
+            "brow_inner_up": lambda p: self._brows(p, up=0.055, inward=0.006, inner_only=True),
+            "brow_lower": lambda p: self._brows(p, up=-0.04, inward=0.024, inner_only=False),
             "blink_right": lambda p: self._blink(
                 p, geometry.right_eye, geometry.right_eye_open_px, fm.RIGHT_EYE
             ),
@@ -86,6 +87,7 @@ class DeformationBasis:
             "head_roll": self._head_roll,
             "head_tx": lambda p: self._head_shift(p, 0.01 * geometry.face_width_px, 0.0),
             "head_ty": lambda p: self._head_shift(p, 0.0, 0.01 * geometry.face_height_px),
+            "lip_seal": self._lip_seal,
         }
 
     def evaluate(self, name: str, points: np.ndarray) -> np.ndarray:
@@ -130,6 +132,15 @@ class DeformationBasis:
         above = (1.0 - below) * _gauss((line - y) ** 2, 0.07 * g.face_height_px)
         lift = -0.012 * g.face_height_px * above * _gauss(x**2, 0.8 * half_w)
         return _along(g.mouth, np.zeros_like(x), drop + lift)
+
+    def _lip_seal(self, points: np.ndarray) -> np.ndarray:
+        """The jaw's drop undone over the lips only: on /p b m/ between vowels the lips close while
+        the jaw stays partly open, so the chin keeps its drop and the lower lip stretches up."""
+        g = self.g
+        x, y = g.mouth.to_local(points)
+        _, lower, _ = self._lip_line(x)
+        lip = _gauss(np.maximum(y - lower, 0.0) ** 2, 0.06 * g.face_height_px)
+        return -self._jaw_open(points) * lip[:, None]
 
     def _lip_press(self, points: np.ndarray) -> np.ndarray:
         """Lower lip up to meet the upper one; used negatively it parts the lips slightly."""

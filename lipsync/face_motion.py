@@ -7,6 +7,7 @@ two avatars on one server do not blink in lockstep.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 
 import numpy as np
 
@@ -16,9 +17,15 @@ from lipsync.deformation_basis import BASIS_INDEX, BASIS_NAMES
 EXPRESSION_WEIGHTS: dict[str, dict[str, float]] = {
     "neutral": {},
     "happy": {"smile": 1.0, "lid_raise_lower": 0.25, "brow_raise": 0.15},
-    "sad": {"frown": 0.9, "brow_inner_up": 1.0, "blink_left": 0.18, "blink_right": 0.18},
+    "sad": {"frown": 0.9, "brow_inner_up": 1.0, "brow_raise": 0.2, "blink_left": 0.18, "blink_right": 0.18},
     "angry": {"brow_lower": 1.0, "lid_raise_lower": 0.55, "frown": 0.35, "lip_press": 0.25},
-    "surprised": {"brow_raise": 1.0, "blink_left": -0.28, "blink_right": -0.28, "jaw_open": 0.12},
+    "surprised": {
+        "brow_raise": 1.0,
+        "brow_inner_up": 0.7,  # the inner ends rise most (FACS AU1 + AU2)
+        "blink_left": -0.32,
+        "blink_right": -0.32,
+        "jaw_open": 0.12,
+    },
 }
 EXPRESSION_BLEND_S = 0.6  # time to blend from one expression to the next
 BLINK_PROFILE = (0.45, 1.0, 0.85, 0.45, 0.15)  # eyelid closure over the frames of one blink
@@ -32,15 +39,26 @@ def emotion_weights(emotion: str, strength: float = 1.0) -> np.ndarray:
     return weights
 
 
-def expression_track(emotion_spans: list[tuple[float, float, str]], frame_count: int, fps: int) -> np.ndarray:
-    """(frames, bases) weights; each span is (start_s, end_s, emotion), blended smoothly at changes."""
+def expression_track(
+    emotion_spans: list[tuple],
+    frame_count: int,
+    fps: int,
+    weights_of: Callable[[str, float], np.ndarray] = emotion_weights,
+) -> np.ndarray:
+    """(frames, bases) weights, blended smoothly at changes.
+
+    Each span is (start_s, end_s, emotion) or (start_s, end_s, emotion, intensity 0..1);
+    `weights_of(emotion, intensity)` gives the target weights (a renderer passes its face's own)."""
     target = np.zeros((frame_count, len(BASIS_NAMES)), np.float32)
     times = (np.arange(frame_count) + 0.5) / fps
-    for start_s, end_s, emotion in emotion_spans:
-        target[(times >= start_s) & (times < end_s)] = emotion_weights(emotion)
+
+    def of(span: tuple) -> np.ndarray:
+        return weights_of(span[2], float(span[3]) if len(span) > 3 else 1.0)
+
+    for span in emotion_spans:
+        target[(times >= span[0]) & (times < span[1])] = of(span)
     if emotion_spans:
-        last_end, last_emotion = emotion_spans[-1][1], emotion_spans[-1][2]
-        target[times >= last_end] = emotion_weights(last_emotion)
+        target[times >= emotion_spans[-1][1]] = of(emotion_spans[-1])
     # Raised-cosine smoothing: a moving average twice makes the changes ease in and out.
     width = max(1, int(round(EXPRESSION_BLEND_S * fps / 2)))
     kernel = np.ones(width) / width

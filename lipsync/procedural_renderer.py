@@ -16,6 +16,7 @@ from lipsync import face_mesh_indices as fm
 from lipsync.audio_features import FrameFeatures, frame_count_for, measure_frames
 from lipsync.avatar_assets import AvatarAssets
 from lipsync.deformation_basis import BASIS_INDEX, BASIS_NAMES
+from lipsync.expressions import ExpressionProfile
 from lipsync.face_motion import IdleMotion, expression_track, speech_nod
 from lipsync.face_warp import FaceWarper
 from lipsync.inner_mouth import InnerMouthPainter
@@ -25,7 +26,10 @@ DEFAULT_FPS = 25
 PHOTO_OPEN_GAP = 0.012  # inner-lip gap / face height above which the photo mouth counts as open
 PHOTO_TEETH_GAP = 0.03  # ... and above which it shows teeth (a broad smile)
 
-EmotionSpans = list[tuple[float, float, str]]
+JAW_PER_OPEN = 0.62  # jaw_open weight for a fully open mouth track
+JAW_GAP = 0.12  # inner-lip gap / face height that jaw_open = 1 adds
+WIDEST_SPEECH_GAP = 0.10  # a wide-open speaking mouth, inner-lip gap / face height (GRID: 10-12%)
+EmotionSpans = list[tuple]  # (start_s, end_s, emotion) or (start_s, end_s, emotion, intensity 0..1)
 
 
 class ProceduralRenderer:
@@ -43,12 +47,16 @@ class ProceduralRenderer:
         gap_fraction = gap_px / geometry.face_height_px
         # A photo taken mid-word shows slightly parted lips: silence must press them shut. A broad
         # smile showing teeth is different: squashing real teeth looks worse than keeping them, so
-        # its rest pose is the photo's own mouth and opening stretches the real teeth and cavity.
+        # its rest pose is the photo's own mouth; opening stretches the real teeth a little, and
+        # beyond that the painted inside fades in (stretched lips would read as a tongue).
         self.photo_shows_teeth = bool(gap_fraction > PHOTO_TEETH_GAP)
         self.photo_mouth_open = bool(gap_fraction > PHOTO_OPEN_GAP) and not self.photo_shows_teeth
-        self.painter.enabled = not self.photo_shows_teeth
         self.painter.photo_gap_px = max(gap_px, 0.0)
-        self.photo_smile = float(assets.neutral_estimate["smile"])
+        # A mouth already open in the photo (its rest pose when it shows teeth) has less left to
+        # open before it passes a wide-open speaking mouth (GRID speakers: 10-12% of face height).
+        rest_gap = gap_fraction if self.photo_shows_teeth else 0.0
+        self.jaw_room = float(np.clip((WIDEST_SPEECH_GAP - rest_gap) / (JAW_PER_OPEN * JAW_GAP), 0.35, 1.0))
+        self.expressions = ExpressionProfile.for_face(geometry, assets.blendshapes)
 
     @property
     def size_wh(self) -> tuple[int, int]:
@@ -75,17 +83,19 @@ class ProceduralRenderer:
         """
         audio = speech.audio
         frame_count = frame_count_for(len(audio.pcm), audio.sample_rate_hz, self.fps)
-        spans = emotion_spans or [(0.0, frame_count / self.fps, "neutral")]
-        weights = expression_track(spans, frame_count, self.fps)
-        weights[:, BASIS_INDEX["smile"]] *= self.smile_scale
+        weights = self.expression_plan(emotion_spans, frame_count)
         energy = self.add_mouth(weights, speech)
         self.add_idle_motion(weights, start_frame, motion or IdleMotion(self.fps, self.seed), energy)
         return weights
 
-    @property
-    def smile_scale(self) -> float:
-        """A photo that already smiles needs less added smile to look happy."""
-        return 1.0 - 0.5 * min(self.photo_smile, 1.0)
+    def expression_weights(self, emotion: str, intensity: float = 1.0) -> np.ndarray:
+        """This face's basis weights for one emotion (scaled to its geometry and starting state)."""
+        return self.expressions.weights(emotion, intensity)
+
+    def expression_plan(self, emotion_spans: EmotionSpans | None, frame_count: int) -> np.ndarray:
+        """(frames, bases) expression weights only, blended in and out at span changes."""
+        spans = emotion_spans or [(0.0, frame_count / self.fps, "neutral")]
+        return expression_track(spans, frame_count, self.fps, self.expression_weights)
 
     def add_mouth(self, weights: np.ndarray, speech: Speech) -> np.ndarray:
         """Add the mouth track for `speech` to `weights` (one row per frame); returns speech energy."""
@@ -112,7 +122,10 @@ class ProceduralRenderer:
         weights[:, BASIS_INDEX["head_ty"]] += head[:, 2]
 
     def _add_mouth(self, weights: np.ndarray, mouth: MouthTrack) -> None:
-        weights[:, BASIS_INDEX["jaw_open"]] += 0.62 * mouth.open
+        """Jaw and lips separately: the jaw opens by `open`; `press` closes the lips over it."""
+        jaw = JAW_PER_OPEN * self.jaw_room * mouth.open
+        weights[:, BASIS_INDEX["jaw_open"]] += jaw
+        weights[:, BASIS_INDEX["lip_seal"]] += jaw * np.clip(mouth.press, 0.0, 1.0)
         weights[:, BASIS_INDEX["lip_wide"]] += 0.8 * mouth.wide
         weights[:, BASIS_INDEX["lip_round"]] += 0.8 * mouth.round
         weights[:, BASIS_INDEX["upper_lip_raise"]] += 0.5 * mouth.teeth

@@ -13,8 +13,8 @@ import threading
 import numpy as np
 
 from avatar.core.types import AudioChunk, Speech
-from lipsync.deformation_basis import BASIS_INDEX, BASIS_NAMES
-from lipsync.face_motion import EXPRESSION_WEIGHTS, IdleMotion, emotion_weights
+from lipsync.deformation_basis import BASIS_NAMES
+from lipsync.face_motion import EXPRESSION_WEIGHTS, IdleMotion
 from lipsync.procedural_renderer import ProceduralRenderer
 
 OUTPUT_RATE_HZ = 16000
@@ -39,7 +39,6 @@ class StreamingLipSync:
         self._pending = np.zeros(0, np.float32)  # samples that do not fill a whole frame yet
         self._target = np.zeros(len(BASIS_NAMES), np.float32)
         self._expression = np.zeros(len(BASIS_NAMES), np.float32)
-        self._smile_scale = renderer.smile_scale
         self._pixels_per_weight = renderer.warper.max_shift_px_per_unit
         self._last_idle: tuple[np.ndarray, np.ndarray] | None = None  # (weights, frame) last drawn
         # Replies render in a worker thread while the transport asks for idle frames on the event
@@ -50,9 +49,7 @@ class StreamingLipSync:
         """Ease toward this emotion from the next frame on (speaking or idle)."""
         if emotion not in EXPRESSION_WEIGHTS:
             raise ValueError(f"unknown emotion {emotion!r}; use one of {', '.join(EXPRESSION_WEIGHTS)}")
-        target = emotion_weights(emotion, strength)
-        target[BASIS_INDEX["smile"]] *= self._smile_scale
-        self._target = target
+        self._target = self.renderer.expression_weights(emotion, strength)
 
     def _expression_rows(self, count: int) -> np.ndarray:
         alpha = 1.0 - np.exp(-1.0 / (FPS * EXPRESSION_TIME_CONSTANT_S))

@@ -23,12 +23,11 @@ from avatar.core.types import Speech
 from lipsync import face_mesh_indices as fm
 from lipsync.audio_features import frame_count_for
 from lipsync.deformation_basis import BASIS_INDEX
-from lipsync.face_motion import expression_track
 from lipsync.procedural_renderer import EmotionSpans, ProceduralRenderer
 from lipsync.wav2lip_audio import SAMPLE_RATE_HZ, mel_chunks, melspectrogram
 
 FACE_SIZE_PX = 96
-MOUTH_BASES = ("jaw_open", "lip_press", "lip_wide", "lip_round", "upper_lip_raise")
+MOUTH_BASES = ("jaw_open", "lip_press", "lip_wide", "lip_round", "upper_lip_raise", "lip_seal")
 CHIN_PAD_FRACTION = 0.06  # inference.py pads 10 px below the chin on faces of roughly 150-200 px
 BOX_SMOOTHING_FRAMES = 5
 # The pasted region in box coordinates (0 = top/left, 1 = bottom/right): from below the eyes,
@@ -168,8 +167,7 @@ class Wav2LipRenderer:
         """The procedural plan with the speech mouth taken out (kept at `base_mouth_keep`)."""
         weights = self.base.plan(speech, emotion_spans)
         frames = len(weights)
-        spans = emotion_spans or [(0.0, frames / self.fps, "neutral")]
-        expression = expression_track(spans, frames, self.fps)
+        expression = self.base.expression_plan(emotion_spans, frames)
         for name in MOUTH_BASES:
             j = BASIS_INDEX[name]
             weights[:, j] = expression[:, j] + self.base_mouth_keep * (weights[:, j] - expression[:, j])

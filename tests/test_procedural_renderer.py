@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from avatar.core.types import AudioChunk, PhonemeTiming, Speech
-from lipsync.face_motion import emotion_weights
 from lipsync.procedural_renderer import zero_weights
 from tests.support.lipsync_measure import best_lag_correlation, measure_frames, rms_envelope, smile_score
 
@@ -64,8 +63,9 @@ def test_mouth_follows_loudness_and_closes_in_silence(sample_renderer, speechlik
     assert np.max(openings) > 0.05, "mouth must open clearly on loud syllables"
 
 
-def test_bilabial_phonemes_close_the_lips_while_sound_goes_on(sample_renderer):
-    """Loudness alone would open the mouth on 'm'; phoneme timing presses the lips shut."""
+def test_bilabial_phonemes_close_the_lips_while_sound_goes_on(sample_renderer, landmarker):
+    """Loudness alone would open the mouth on 'm'; phoneme timing seals the lips, which the
+    landmarker sees on the drawn frames, while the jaw (its own control) need not shut."""
     audio = syllable_audio([(0.2, 0), (1.2, 0.9), (0.2, 0)])
     phonemes = (
         PhonemeTiming("m", 0.2, 0.5),
@@ -75,12 +75,15 @@ def test_bilabial_phonemes_close_the_lips_while_sound_goes_on(sample_renderer):
     )
     with_timing = sample_renderer.plan(Speech(AudioChunk(audio, RATE_HZ), phonemes=phonemes))
     loudness_only = sample_renderer.plan(Speech(AudioChunk(audio, RATE_HZ)))
-    jaw = 0  # index of jaw_open
-    m_frames = [9, 10, 11]  # 0.36..0.48 s: inside the first 'm'
+    m_frames = [9, 10, 24]  # 0.36..0.44 s inside the first 'm', 0.96..1.0 s inside the second
     a_frames = [16, 17, 18]  # 0.64..0.76 s: inside the 'a'
-    assert with_timing[m_frames, jaw].max() < 0.1
-    assert loudness_only[m_frames, jaw].max() > 0.2
-    assert with_timing[a_frames, jaw].min() > 0.3
+
+    def gaps(weights, frames):
+        return measure_frames((sample_renderer.draw(weights[k]) for k in frames), landmarker)[0]
+
+    assert gaps(with_timing, m_frames).max() < 0.012, "lips must be shut on /m/"
+    assert gaps(loudness_only, m_frames).max() > 0.02, "loudness alone opens them (the reason for timing)"
+    assert gaps(with_timing, a_frames).min() > 0.03, "and open on the vowel"
 
 
 def test_background_is_untouched_and_face_stays_the_same_person(sample_renderer, speechlike):
@@ -98,10 +101,16 @@ def test_background_is_untouched_and_face_stays_the_same_person(sample_renderer,
 
 def test_expressions_move_the_landmarkers_blendshapes(sample_renderer, landmarker):
     neutral = landmarker.detect(sample_renderer.draw(zero_weights()))[0].blendshapes
-    happy = landmarker.detect(sample_renderer.draw(emotion_weights("happy")))[0].blendshapes
-    angry = landmarker.detect(sample_renderer.draw(emotion_weights("angry")))[0].blendshapes
-    surprised = landmarker.detect(sample_renderer.draw(emotion_weights("surprised")))[0].blendshapes
-    sad = landmarker.detect(sample_renderer.draw(emotion_weights("sad")))[0].blendshapes
+    happy = landmarker.detect(sample_renderer.draw(sample_renderer.expression_weights("happy")))[
+        0
+    ].blendshapes
+    angry = landmarker.detect(sample_renderer.draw(sample_renderer.expression_weights("angry")))[
+        0
+    ].blendshapes
+    surprised = landmarker.detect(sample_renderer.draw(sample_renderer.expression_weights("surprised")))[
+        0
+    ].blendshapes
+    sad = landmarker.detect(sample_renderer.draw(sample_renderer.expression_weights("sad")))[0].blendshapes
     assert smile_score(happy) > smile_score(neutral) + 0.15
     brow_down = lambda b: b["browDownLeft"] + b["browDownRight"]  # noqa: E731
     assert brow_down(angry) > brow_down(neutral) + 0.2
@@ -125,3 +134,44 @@ def test_blinks_happen_and_are_reproducible(sample_renderer, speechlike):
     blink = a[:, 10]
     assert blink.max() >= 0.99, "at least one full blink in 4.2 s"
     assert (blink > 0.5).sum() <= 8, "blinks are short"
+
+
+def test_teeth_stay_white_on_dark_skin(sample_assets):
+    """The inside of the mouth takes its light from the whites of the eyes, not from the skin:
+    the portrait with its skin darkened to a third (eyes kept) still gets white teeth over a
+    darker cavity (skin-derived colours gave teeth no brighter than the skin there)."""
+    import cv2
+
+    from lipsync import face_mesh_indices as fm
+    from lipsync.avatar_assets import AvatarAssets
+    from lipsync.deformation_basis import BASIS_INDEX
+    from lipsync.procedural_renderer import ProceduralRenderer
+
+    image = sample_assets.image_bgr.astype(np.float32)
+    lm = sample_assets.landmarks_px[:, :2]
+    eyes = np.zeros(image.shape[:2], np.uint8)
+    for eye in (fm.RIGHT_EYE, fm.LEFT_EYE):
+        cv2.fillPoly(eyes, [np.round(lm[list(eye)]).astype(np.int32)], 255)
+    dark = np.where(eyes[..., None] > 0, image, 0.33 * image).astype(np.uint8)
+    renderer = ProceduralRenderer(
+        AvatarAssets(dark, sample_assets.landmarks_px, sample_assets.blendshapes, "dark"), seed=0
+    )
+    weights = zero_weights()
+    weights[BASIS_INDEX["jaw_open"]] = 0.7
+    frame = renderer.draw(weights).astype(np.float32)
+    moved = renderer.warper.moved_landmarks(weights)
+    top, bottom = moved[fm.INNER_LIP_MID_UPPER], moved[fm.INNER_LIP_MID_LOWER]
+    gap = bottom[1] - top[1]
+    assert gap > 8, f"the mouth must open for this test ({gap:.1f} px)"
+    x = int(round(top[0]))
+
+    column = frame[int(top[1]) : int(bottom[1]) + 1, x - 3 : x + 4].mean(axis=(1, 2))
+
+    def band(a: float, b: float) -> np.ndarray:
+        return column[int(a * gap) : int(b * gap) + 1]
+
+    cheek = lm[fm.NOSE_TIP] + 0.25 * (lm[fm.RIGHT_CHEEK] - lm[fm.NOSE_TIP])
+    skin = float(frame[int(cheek[1]) - 3 : int(cheek[1]) + 4, int(cheek[0]) - 3 : int(cheek[0]) + 4].mean())
+    teeth, cavity = float(band(0.08, 0.2).mean()), float(band(0.3, 0.9).min())  # upper teeth, darkest row
+    assert teeth > 1.5 * skin, f"teeth {teeth:.0f} vs dark skin {skin:.0f}"
+    assert teeth > 2.0 * cavity, f"teeth {teeth:.0f} vs cavity {cavity:.0f}"

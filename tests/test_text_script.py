@@ -216,6 +216,16 @@ def test_a_reply_streams_in_word_sized_pieces_that_join_back():
     assert "你" in pieces and "好，" in pieces and "Mia。email " in pieces
 
 
+def test_emotion_tags_take_an_intensity():
+    segments = parse_script("[happy:0.5] Hi there. [sad] Oh no. [angry : 1] Stop.")
+    assert [(s.emotion, s.intensity) for s in segments] == [("happy", 0.5), ("sad", 1.0), ("angry", 1.0)]
+    for bad in ("[happy:1.5] Hi", "[happy:-0.1] Hi", "[happy:much] Hi"):
+        with pytest.raises(
+            InputError, match=r"^cannot read the intensity in \[happy:.*\] \(write it as a number"
+        ):
+            parse_script(bad)
+
+
 @pytest.mark.parametrize("bad", ["Hello\x00 there", "Hi \x1b[31mred", "broken \ud800 text"])
 def test_unprintable_characters_are_refused_with_where_they_are(bad):
     """Found by tests/test_fuzz_parsers.py: a NUL used to reach the voice as a 'word'."""

@@ -83,7 +83,27 @@ _WORD_BREAK = re.compile(r"(?<=\s)")
 # punctuation after it, a word with the spaces after it.
 _PIECE = re.compile(rf"\[[a-z]+\]\s*|[{_CJK}][，。！？、；：）」』”]*|[^\s{_CJK}]+\s*|\s+")
 
-_VALID_TAGS = ", ".join(f"[{name}]" for name in EMOTIONS) + ", [pause 0.5s], [pause 500ms]"
+_VALID_TAGS = ", ".join(f"[{name}]" for name in EMOTIONS) + ", [happy:0.5], [pause 0.5s], [pause 500ms]"
+_EMOTION_TAG = re.compile(r"^([a-z]+)\s*(?::\s*(\S+))?$")
+
+
+def parse_emotion_tag(tag: str) -> tuple[str, float] | None:
+    """(emotion, intensity 0..1) for "happy" or "happy:0.5"; None when the tag names no emotion."""
+    match = _EMOTION_TAG.match(tag.strip().lower())
+    if match is None or match.group(1) not in EMOTIONS:
+        return None
+    if match.group(2) is None:
+        return match.group(1), 1.0
+    try:
+        intensity = float(match.group(2))
+    except ValueError:
+        intensity = float("nan")
+    if not 0.0 <= intensity <= 1.0:
+        raise InputError(
+            f"cannot read the intensity in [{tag}]",
+            f"write it as a number from 0 to 1, like [{match.group(1)}:0.5]",
+        )
+    return match.group(1), intensity
 
 
 def _parse_pause_s(tag: str) -> float | None:
@@ -118,29 +138,32 @@ def parse_script(text: str, default_emotion: str = "neutral") -> list[TextSegmen
         )
     _refuse_unspeakable_characters(text)
     segments: list[TextSegment] = []
-    emotion = default_emotion
+    emotion, intensity = default_emotion, 1.0
     position = 0
 
     def add_text(raw: str) -> None:
         words = _WHITESPACE.sub(" ", raw).strip()
         if words:
-            segments.append(TextSegment(words, emotion))
+            segments.append(TextSegment(words, emotion, intensity=intensity))
 
     for match in _TAG.finditer(text):
         add_text(text[position : match.start()])
         position = match.end()
         tag = _WHITESPACE.sub(" ", match.group(1)).strip().lower()
-        if tag in EMOTIONS:
-            emotion = tag
+        emotion_tag = parse_emotion_tag(tag)
+        if emotion_tag is not None:
+            emotion, intensity = emotion_tag
             continue
         pause_s = _parse_pause_s(tag)
         if pause_s is None:
             raise InputError(f"unknown tag [{match.group(1)}]", f"valid tags: {_VALID_TAGS}")
         if segments:
             last = segments[-1]
-            segments[-1] = TextSegment(last.text, last.emotion, last.pause_after_s + pause_s)
+            segments[-1] = TextSegment(
+                last.text, last.emotion, last.pause_after_s + pause_s, intensity=last.intensity
+            )
         else:
-            segments.append(TextSegment("", emotion, pause_s))
+            segments.append(TextSegment("", emotion, pause_s, intensity=intensity))
     add_text(text[position:])
     stray = next((c for c in "[]" if c in _TAG.sub("", text)), None)
     if stray is not None:

@@ -96,6 +96,7 @@ class TextSegment:
     emotion: str = "neutral"
     pause_after_s: float = 0.0
     extra: dict = field(default_factory=dict)
+    intensity: float = 1.0  # how strongly the face shows the emotion, 0..1 ("[happy:0.5]")
 
 
 # Listening: what the VAD and the turn detector tell the conversation.

@@ -118,7 +118,11 @@ class EngineSet:
         if self._phonemizer is None:
             from lipsync.recorded_phonemes import RecordedPhonemizer
 
-            self._phonemizer = RecordedPhonemizer()
+            # The embedded voice of the recording's language is the reference the recording is
+            # force-aligned to (lipsync may not import voices/, so it is handed in here).
+            self._phonemizer = RecordedPhonemizer(
+                reference_voice=lambda text, language: self.tts(language).synthesize(text)
+            )
         return self._phonemizer
 
     # --- replies ------------------------------------------------------------------------------
