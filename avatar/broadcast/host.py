@@ -27,12 +27,12 @@ import numpy as np
 
 from avatar.broadcast.answers import ANSWER_TIMEOUT_S, answer_comment, spoken_answer
 from avatar.broadcast.items import HostItem, ItemQueue
+from avatar.broadcast.speaking import HostSpeaking
 from avatar.core.clock import Clock
-from avatar.core.text_script import parse_script, split_sentences
-from avatar.core.types import EMOTIONS, AudioChunk, Speech, TextSegment
+from avatar.core.text_script import parse_script
+from avatar.core.types import EMOTIONS, TextSegment
 from avatar.playout.av_output import (
     FPS,
-    SAMPLES_PER_FRAME,
     TICK_S,
     AVOutputQueue,
     AVPlayout,
@@ -46,12 +46,11 @@ from avatar.speech.speaker import SkippedSentence, speak
 log = logging.getLogger("avatar.broadcast")
 RunBlocking = Callable[..., Awaitable[Any]]
 EventSink = Callable[[dict[str, Any]], None]
-DRAW_BATCH_FRAMES = 8
 DEFAULT_RENDER_AHEAD_S = 3.0  # enough to hide a slow sentence of TTS; small enough that controls act fast
 DEFAULT_GAP_S = 0.6  # silence between two items, so they do not run into each other
 
 
-class BroadcastHost:
+class BroadcastHost(HostSpeaking):
     """One avatar on air. Engines are passed in; outputs are callables fed every tick."""
 
     def __init__(
@@ -327,32 +326,6 @@ class BroadcastHost:
         )
         item.text, item.segments = spoken_answer(item, answer, read_aloud=self.read_comments_aloud)
         self._emit("answer_ready", item_id=item.item_id, comment_id=item.comment_id, answer=item.text)
-
-    async def _speak_text(self, text: str, emotion: str) -> None:
-        """Each sentence the one way (`avatar.speech.speaker`), with the expression's emotion; one
-        with nothing to say ("(5)", an emoji) or that the voice cannot say is skipped, not the item."""
-        for sentence in split_sentences(text):
-            speech = await speak(
-                self.tts, sentence, emotion, run_blocking=self.run_blocking, on_skip=self._sentence_skipped
-            )
-            if speech is not None:
-                await self._draw_and_queue(speech)
-
-    def _sentence_skipped(self, skipped: SkippedSentence) -> None:
-        log.info("skipped a sentence: %r: %s", skipped.text, skipped.reason)
-        self._emit("sentence_skipped", text=skipped.text, reason=skipped.reason)
-
-    async def _speak_silence(self, seconds: float) -> None:
-        samples = int(round(seconds * FPS)) * SAMPLES_PER_FRAME
-        await self._draw_and_queue(Speech(AudioChunk(np.zeros(samples, np.float32), 16000)))
-
-    async def _draw_and_queue(self, speech: Speech) -> None:
-        pcm, weights = await self.run_blocking(self.lipsync.prepare, speech)
-        for start in range(0, len(weights), DRAW_BATCH_FRAMES):
-            rows = weights[start : start + DRAW_BATCH_FRAMES]
-            frames = await self.run_blocking(self.lipsync.draw, rows)
-            audio = pcm[start * SAMPLES_PER_FRAME : (start + len(rows)) * SAMPLES_PER_FRAME]
-            await self._queue(AVSegment(self._epoch, audio, frames))
 
     async def _queue(self, segment: AVSegment) -> None:
         await self.queue.put(segment)

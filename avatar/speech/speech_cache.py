@@ -53,6 +53,21 @@ class SpeechCache:
         self._keep(key, speech)
         return speech
 
+    def get(self, key: Hashable) -> Speech | None:
+        """The cached speech for `key`, or None (a streamed sentence is kept with `keep` once it
+        has been spoken to its end)."""
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+            else:
+                self.misses += 1
+            return found
+
+    def keep(self, key: Hashable, speech: Speech) -> None:
+        self._keep(key, speech)
+
     def __len__(self) -> int:
         return len(self._entries)
 

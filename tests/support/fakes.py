@@ -181,3 +181,61 @@ class FlatLipSync:
 
     def idle_frame(self, tick_index: int | None = None) -> np.ndarray:
         return np.zeros((8, 8, 3), np.uint8)
+
+
+class PacedStreamingTTS(ToneTTS):
+    """A cloned voice on a clock, as a CosyVoice server speaks: streamed, its first chunk is ready
+    `first_chunk_s` after the call and the last at `sentence_s`; whole (`streams_audio` False),
+    the sentence is ready at `sentence_s`.
+
+    The engine cannot sleep on a virtual clock, so it says when its last result is ready
+    (`due_s`) and the session's `run_blocking` (`paced_run_blocking`) waits for that. `closed`
+    lists, per stream, how many chunks went out and whether it was closed before its end."""
+
+    def __init__(
+        self, clock, *, first_chunk_s: float, sentence_s: float, chunks: int = 4, streams_audio: bool = True
+    ) -> None:
+        super().__init__(seconds_per_word=0.2)
+        self.clock, self.first_chunk_s, self.sentence_s, self.chunks = (
+            clock,
+            first_chunk_s,
+            sentence_s,
+            chunks,
+        )
+        self.streams_audio = streams_audio
+        self.due_s: float | None = None
+        self.closed: list[tuple[int, bool]] = []
+
+    def synthesize(self, text: str, *, emotion: str | None = None) -> Speech:
+        self.due_s = self.clock.now_s() + self.sentence_s
+        return super().synthesize(text, emotion=emotion)
+
+    def stream(self, text: str, *, emotion: str | None = None) -> Iterator[TTSChunk]:
+        started_s = self.clock.now_s()
+        speech = super().synthesize(text, emotion=emotion)
+        pieces = np.array_split(speech.audio.pcm, self.chunks)
+        handed, finished = 0, False
+        try:
+            for index, pcm in enumerate(pieces):
+                share = index / max(len(pieces) - 1, 1)
+                self.due_s = started_s + self.first_chunk_s + (self.sentence_s - self.first_chunk_s) * share
+                handed += 1
+                yield TTSChunk(
+                    Speech(AudioChunk(pcm, self.sample_rate_hz), text, "en"), index == len(pieces) - 1
+                )
+            finished = True
+        finally:
+            self.closed.append((handed, not finished))
+
+
+def paced_run_blocking(clock, voice: PacedStreamingTTS):
+    """`run_blocking` for virtual-time sessions: inline, then wait until the voice's result is due."""
+
+    async def run_blocking(fn, *args, **kwargs):
+        result = fn(*args, **kwargs)
+        due_s, voice.due_s = voice.due_s, None
+        if due_s is not None and due_s > clock.now_s():
+            await clock.sleep_until(due_s)
+        return result
+
+    return run_blocking
