@@ -25,7 +25,12 @@ MAX_PHOTO_SIDE_PX = 8192
 # Decoding allocates 3 bytes a pixel before any check can run: 100 MP is 300 MB, more than any
 # phone's portrait needs (a 40000x40000 PNG of a few KB would ask OpenCV for 4.8 GB).
 MAX_PHOTO_PIXELS = 100_000_000
+# The file is read into memory whole before decoding: a 100 MP PNG of a real photo is ~150 MB.
+MAX_PHOTO_FILE_BYTES = 200 * 1024 * 1024
 DEFAULT_MAX_SIDE_PX = 1024
+# libjpeg decodes a baseline JPEG at 1/2, 1/4 or 1/8 of its size by dropping DCT coefficients,
+# in a fraction of the time and memory; the pixel limit then applies to the reduced picture.
+JPEG_REDUCTIONS = (8, 4, 2)
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,13 @@ def default_cache_dir() -> Path:
     return cache_root()
 
 
-def read_photo(photo_path: Path) -> np.ndarray:
-    """Decode a photo to BGR uint8, with one-line errors for every way it can be unusable."""
+def read_photo(photo_path: Path, max_side_px: int | None = None) -> np.ndarray:
+    """Decode a photo to BGR uint8, with one-line errors for every way it can be unusable.
+
+    `max_side_px` is the longest side the caller will use: a baseline JPEG at least twice as
+    large is decoded already reduced (libjpeg DCT scaling, never below `max_side_px`), so a
+    12000x12000 photo costs a 1500x1500 decode instead of 432 MB of pixels.
+    """
     import cv2
 
     path = Path(photo_path)
@@ -73,10 +83,12 @@ def read_photo(photo_path: Path) -> np.ndarray:
         raise InputError(f"photo path is a folder, not an image: {path}", "pick the image file inside it")
     if path.stat().st_size == 0:
         raise InputError(f"photo file is empty: {path}", "upload or export the photo again")
-    check_photo_pixels(path)
+    reduction = check_photo_pixels(path, max_side_px)
+    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}
+    flags[8] = cv2.IMREAD_REDUCED_COLOR_8
     data = np.fromfile(str(path), dtype=np.uint8)
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        image = cv2.imdecode(data, flags[reduction])
     except cv2.error as error:  # OpenCV's own size limit, for a format the header check cannot read
         raise InputError(
             f"cannot decode {path.name}: {str(error).strip().splitlines()[-1][:160]}",
@@ -95,15 +107,27 @@ def read_photo(photo_path: Path) -> np.ndarray:
     return image
 
 
-def check_photo_pixels(path: Path) -> None:
-    """Refuse a photo over `MAX_PHOTO_PIXELS` from its header alone, before anything is decoded.
+def check_photo_pixels(path: Path, max_side_px: int | None = None) -> int:
+    """Refuse a photo over the file-size or pixel limit from its header alone, before anything
+    is decoded; returns how much smaller the decoder should make it (1, 2, 4 or 8).
 
     Pillow reads only the header (`Image.open` is lazy) for every common format; a file it cannot
-    identify is left to OpenCV, whose decoder has its own (much larger) limit."""
+    identify is left to OpenCV, whose decoder has its own (much larger) limit. A baseline JPEG
+    far larger than `max_side_px` (default `MAX_PHOTO_SIDE_PX`) is decoded reduced, so the
+    pixel limit applies to the reduced size; other formats (and progressive JPEGs, whose decoder
+    holds every coefficient) are decoded whole, so it applies to the file's own size."""
+    path = Path(path)
+    size_bytes = path.stat().st_size
+    if size_bytes > MAX_PHOTO_FILE_BYTES:
+        raise InputError(
+            f"{path.name} is {size_bytes / 2**20:.0f} MB, more than the "
+            f"{MAX_PHOTO_FILE_BYTES // 2**20} MB a photo may be",
+            "export it as a JPEG of at most a few thousand pixels a side",
+        )
     try:
         from PIL import Image
     except ImportError:  # Pillow comes with the core dependencies (mediapipe); the decoder still checks
-        return
+        return 1
     limit_mp = MAX_PHOTO_PIXELS // 1_000_000
     hint = f"scale it down to at most {limit_mp} megapixels (e.g. 8000x6000)"
     with warnings.catch_warnings():
@@ -111,16 +135,22 @@ def check_photo_pixels(path: Path) -> None:
         try:
             with Image.open(path) as header:
                 width, height = header.size
+                baseline_jpeg = header.format == "JPEG" and not header.info.get("progressive")
         except Image.DecompressionBombError:  # Pillow's own refusal, at twice its 89 MP warning
             raise InputError(f"{path.name} is larger than the {limit_mp}-megapixel limit", hint) from None
         except (OSError, ValueError, SyntaxError, struct.error):  # not identified here: OpenCV decides
-            return
-    if width * height > MAX_PHOTO_PIXELS:
+            return 1
+    reduction = 1
+    if baseline_jpeg:
+        needed_px = max_side_px or MAX_PHOTO_SIDE_PX
+        reduction = next((r for r in JPEG_REDUCTIONS if max(width, height) / r >= needed_px), 1)
+    if width * height / reduction**2 > MAX_PHOTO_PIXELS:
         raise InputError(
             f"{path.name} is {width}x{height} px ({width * height / 1e6:.0f} megapixels), more than the "
             f"{limit_mp}-megapixel limit",
             hint,
         )
+    return reduction
 
 
 def fit_to_size(image: np.ndarray, size_px: int | None) -> np.ndarray:
@@ -172,7 +202,7 @@ def prepare_avatar(
 ) -> AvatarAssets:
     """Prepare a photo for rendering, reusing the on-disk cache when the same job was seen before."""
     photo_path = Path(photo_path)
-    image = read_photo(photo_path)
+    image = read_photo(photo_path, size_px or DEFAULT_MAX_SIDE_PX)
     digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
     cache_file = (
         (cache_dir or default_cache_dir())

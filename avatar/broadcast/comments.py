@@ -34,6 +34,10 @@ REASONS = ("empty", "too_long", "rate_limited", "duplicate", "blocked", "moderat
 MAX_USER_CHARS = 40
 DEFAULT_USER = "viewer"
 GLOBAL_WINDOW_S = 60.0
+# Each history (recent comments for duplicates, each viewer's last comment) forgets its oldest
+# entry beyond this, whatever the rate settings: a show that runs for days with
+# --comments-per-minute 100000 must not keep a day of comments. 10k entries is ~2 MB.
+MAX_HISTORY_ENTRIES = 10_000
 MIN_EVASION_LETTERS = 3  # "s p a m" is caught for terms this long; shorter ones match too much prose
 
 ModerationHook = Callable[[str, str], str | None]
@@ -372,3 +376,5 @@ def _expire(times_s: OrderedDict[str, float], now_s: float, window_s: float) -> 
 def _record(times_s: OrderedDict[str, float], key: str, now_s: float) -> None:
     times_s[key] = now_s
     times_s.move_to_end(key)
+    while len(times_s) > MAX_HISTORY_ENTRIES:
+        times_s.popitem(last=False)

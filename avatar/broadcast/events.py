@@ -2,7 +2,10 @@
 page as server-sent events (docs/livestream_api.md, "Events").
 
 Events are not replayed: a page that connects gets the current status first, then what happens
-next. A reader that stops reading is dropped once its queue is full, rather than growing it. One
+next. Memory is bounded per reader and in all: each reader has a queue of `EVENT_QUEUE_SIZE`
+events, and a reader that stops reading is dropped once its queue is full, its connection closed
+(a writer blocked on a socket nobody reads would otherwise hold its buffers for good) and a
+`client_dropped` event sent to the others; at most `MAX_READERS` streams are open at once. One
 event that cannot be written as UTF-8 JSON (a lone surrogate in some text) is escaped, and one
 that cannot be serialised at all is left out: it must never end every open stream.
 """
@@ -16,29 +19,72 @@ from collections.abc import Callable
 
 log = logging.getLogger("avatar.broadcast")
 
-EVENT_QUEUE_SIZE = 500
+EVENT_QUEUE_SIZE = 256  # ~4 minutes of status events (one a second) plus a burst of others
+MAX_READERS = 16
 SSE_HEARTBEAT_S = 15.0
+
+
+class EventStreamsFull(Exception):
+    """Every event stream slot is taken (HTTP 503)."""
+
+
+class _Reader:
+    """One open event stream: its queue and the connection to cut when it stops reading."""
+
+    def __init__(self, peer: str, transport) -> None:
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=EVENT_QUEUE_SIZE)
+        self.peer = peer
+        self.transport = transport
 
 
 class EventHub:
     """Fan-out of events to SSE readers; every method runs on the event loop."""
 
-    def __init__(self) -> None:
-        self._subscribers: set[asyncio.Queue] = set()
+    def __init__(self, max_readers: int = MAX_READERS) -> None:
+        self.max_readers = max_readers
+        self._readers: set[_Reader] = set()
+        self.dropped_readers = 0
+
+    @property
+    def reader_count(self) -> int:
+        return len(self._readers)
 
     def publish(self, event: dict) -> None:
-        for queue in list(self._subscribers):
-            if queue.full():  # a reader that stopped reading: drop it rather than grow without bound
-                self._subscribers.discard(queue)
-                _end(queue)
+        slow = []
+        for reader in list(self._readers):
+            if reader.queue.full():  # a reader that stopped reading: drop it, never grow the queue
+                slow.append(reader)
                 continue
-            queue.put_nowait(event)
+            reader.queue.put_nowait(event)
+        for reader in slow:
+            if reader in self._readers:  # not dropped already by the event about another one
+                self._drop(reader)
+
+    def _drop(self, reader: _Reader) -> None:
+        self._readers.discard(reader)
+        self.dropped_readers += 1
+        _end(reader.queue)
+        if reader.transport is not None:
+            reader.transport.abort()  # its writer may be blocked on a full socket: this frees it
+        log.warning("event stream of %s dropped: %d events unread", reader.peer, EVENT_QUEUE_SIZE)
+        self.publish(
+            {
+                "type": "client_dropped",
+                "client": "event_stream",
+                "peer": reader.peer,
+                "reason": f"{EVENT_QUEUE_SIZE} events unread",
+            }
+        )
 
     async def stream(self, request, first_event: Callable[[], dict]):
         """An SSE response that sends `first_event()` and then every published event until the
         page closes or `close()` is called; a comment line every 15 s keeps proxies from cutting it."""
         from aiohttp import web
 
+        if len(self._readers) >= self.max_readers:
+            raise EventStreamsFull(
+                f"{self.max_readers} event streams are open already; close one and try again"
+            )
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -47,8 +93,9 @@ class EventHub:
             }
         )
         await response.prepare(request)
-        queue: asyncio.Queue = asyncio.Queue(maxsize=EVENT_QUEUE_SIZE)
-        self._subscribers.add(queue)
+        reader = _Reader(str(request.remote), request.transport)
+        queue = reader.queue
+        self._readers.add(reader)
         try:
             await response.write(sse(first_event()) or b": no status\n\n")
             while True:
@@ -62,16 +109,16 @@ class EventHub:
                 payload = sse(event)
                 if payload is not None:
                     await response.write(payload)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass  # the operator closed the page; nothing is lost, events are not replayed
+        except (ConnectionError, asyncio.CancelledError):
+            pass  # the operator closed the page (or was dropped); events are not replayed
         finally:
-            self._subscribers.discard(queue)
+            self._readers.discard(reader)
         return response
 
     def close(self) -> None:
         """End every open stream."""
-        for queue in list(self._subscribers):
-            _end(queue)
+        for reader in list(self._readers):
+            _end(reader.queue)
 
 
 def _end(queue: asyncio.Queue) -> None:

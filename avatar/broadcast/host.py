@@ -41,7 +41,6 @@ from avatar.playout.av_output import (
 )
 from avatar.playout.letterbox import letterbox
 from avatar.playout.stream_clock import StreamPump
-from avatar.speech.speaker import SkippedSentence, speak
 
 log = logging.getLogger("avatar.broadcast")
 RunBlocking = Callable[..., Awaitable[Any]]
@@ -243,6 +242,7 @@ class BroadcastHost(HostSpeaking):
                 "speech": self.pump.speech_ticks,
             },
             "outputs": [output.status() for output in self.outputs],
+            "clock": self.pump.clock_status(),  # stream vs wall time, paced with or without outputs
         }
 
     async def _status_loop(self) -> None:

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from avatar.broadcast.events import EventHub
+from avatar.broadcast.events import EventHub, EventStreamsFull
 from avatar.broadcast.items import LineFull
 from avatar.broadcast.monitor import MonitorPeers
 from avatar.core.errors import AvatarError, InputError
@@ -65,7 +65,7 @@ class BroadcastServer:
         self.host = None
         self.outputs: list = []
         self.events_hub = EventHub()
-        self.monitors = MonitorPeers()
+        self.monitors = MonitorPeers(on_event=self._publish)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._switching = asyncio.Lock()
         self._heap_trim: asyncio.Task | None = None
@@ -254,7 +254,16 @@ class BroadcastServer:
 
         if not self._authorized(request):
             return self._error(401, "missing or wrong token")
-        return web.json_response({**self.host.status(), "monitors_open": self.monitors.open_count})
+        return web.json_response(
+            {
+                **self.host.status(),
+                "monitors_open": self.monitors.open_count,
+                "event_streams": {
+                    "open": self.events_hub.reader_count,
+                    "dropped": self.events_hub.dropped_readers,
+                },
+            }
+        )
 
     async def comments(self, request):
         from aiohttp import web
@@ -381,7 +390,10 @@ class BroadcastServer:
     async def events(self, request):
         if not self._authorized(request):
             return self._error(401, "missing or wrong token")
-        return await self.events_hub.stream(request, lambda: {"type": "status", **self.host.status()})
+        try:
+            return await self.events_hub.stream(request, lambda: {"type": "status", **self.host.status()})
+        except EventStreamsFull as exc:
+            return self._error(503, str(exc))
 
     async def offer(self, request):
         """The operator page's monitor: 400 says what is wrong with a bad offer, 503 when all

@@ -216,6 +216,8 @@ def _progress_bar(quiet: bool):
                 unit="frame" if stage == "video" else "sentence",
                 leave=True,
             )
+        if total != bar.total:  # a text's frame count is an estimate until its last window
+            bar.total = total
         bar.n = done
         bar.refresh()
 

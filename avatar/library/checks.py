@@ -77,7 +77,7 @@ def check_photo(
     from lipsync.preview import draw_detection
 
     photo = Path(photo)
-    image = fit_to_size(read_photo(photo), size_px)
+    image = fit_to_size(read_photo(photo, size_px), size_px)  # a huge JPEG decodes reduced
     if landmarker is None:
         from lipsync.face_landmarker import FaceLandmarker
 
@@ -175,13 +175,20 @@ def check_voice_sample(sample: Path, transcribe: bool = True, *, asr=None) -> Vo
     3 s or longer than 30 s (the limits of voices.voice_analysis.check_reference). Levels and
     clipping are measured at the file's own rate: resampling would smooth clipped peaks away.
     """
-    from avatar.core.audio_io import load_audio, resample
+    from avatar.core.audio_io import load_audio, probe_audio, resample
     from avatar.core.types import AudioChunk
-    from voices.voice_analysis import check_reference
+    from voices.voice_analysis import MAX_SAMPLE_S, MIN_SAMPLE_S, check_reference
 
     sample = Path(sample)
-    source_rate_hz = _source_rate_hz(sample)
-    chunk = load_audio(sample, source_rate_hz or _ANALYSIS_RATE_HZ)  # errors: missing, empty, corrupt
+    header = probe_audio(sample)  # errors: missing, empty, not audio
+    if header.duration_s is not None and header.duration_s > MAX_SAMPLE_S + 1.0:
+        # an hour-long recording picked by mistake is refused from its header, not decoded
+        raise InputError(
+            f"voice sample is too long: {header.duration_s:.1f} s, need {MIN_SAMPLE_S:.0f}-{MAX_SAMPLE_S:.0f} s",
+            "cut 5-20 s of one speaker out of it",
+        )
+    source_rate_hz = header.sample_rate_hz or None
+    chunk = load_audio(sample, source_rate_hz or _ANALYSIS_RATE_HZ)  # errors: empty, corrupt, silent
     notes = list(check_reference(chunk))  # errors: too short, too long, silent; notes: quiet, clipped
     pcm = np.asarray(chunk.pcm, dtype=np.float32)
     clipped_fraction = float(np.mean(np.abs(pcm) >= 0.999))
@@ -232,15 +239,3 @@ def speech_to_noise_db(pcm: np.ndarray, sample_rate_hz: int) -> float:
     level_dbfs = np.maximum(level_dbfs, _NOISE_FLOOR_DBFS)
     speech_dbfs, floor_dbfs = np.percentile(level_dbfs, [90, 10])
     return float(speech_dbfs - floor_dbfs)
-
-
-def _source_rate_hz(path: Path) -> int | None:
-    """The file's own sample rate, or None when it cannot be probed (load_audio then explains)."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            streams = container.streams.audio
-            return int(streams[0].rate) if streams and streams[0].rate else None
-    except (av.error.FFmpegError, OSError, ValueError):
-        return None

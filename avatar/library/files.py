@@ -91,7 +91,7 @@ def write_thumbnail(path: Path, photo: Path, face_box_xyxy) -> None:
 
     from lipsync.avatar_assets import fit_to_size, read_photo
 
-    image = fit_to_size(read_photo(photo), CHECK_SIZE_PX)  # the image the face box refers to
+    image = fit_to_size(read_photo(photo, CHECK_SIZE_PX), CHECK_SIZE_PX)  # the image the face box refers to
     height, width = image.shape[:2]
     x0, y0, x1, y1 = face_box_xyxy
     side = int(min(max(1.8 * max(x1 - x0, y1 - y0), 16), height, width))

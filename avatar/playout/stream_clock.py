@@ -7,6 +7,10 @@ sends exactly one tick per 40 ms of wall time: speech ticks carry the frame rend
 audio; an idle tick whose picture is not drawn by its deadline shows the previous picture again
 (a repeated frame, counted and reported) instead of stretching time. Ticks missed while the
 process was stalled are sent at once, with repeated pictures, so the timeline catches up.
+
+The pump paces itself, whatever the sinks are: with no output configured (a rehearsal, the
+monitor only) the stream still advances one tick per 40 ms of wall time, never faster.
+`clock_status` shows both clocks side by side for the operator.
 """
 
 from __future__ import annotations
@@ -63,6 +67,18 @@ class StreamPump:
     @property
     def stream_time_s(self) -> float:
         return self._next_index * TICK_S
+
+    def clock_status(self) -> dict:
+        """Stream time against the wall time since tick 0 was due; `ahead_s` > 0 would mean
+        ticks went out early (never by design), < -TICK_S that the pump is catching up."""
+        if self._origin_s is None:
+            return {"stream_time_s": 0.0, "wall_time_s": 0.0, "ahead_s": 0.0}
+        wall_s = self._clock.now_s() - self._origin_s
+        return {
+            "stream_time_s": round(self.stream_time_s, 3),
+            "wall_time_s": round(wall_s, 3),
+            "ahead_s": round(self.stream_time_s - TICK_S - wall_s, 3),
+        }
 
     def prime(self, frame: np.ndarray) -> None:
         """A picture to show until the first idle one is drawn, so even tick 0 is on time."""
@@ -131,9 +147,18 @@ class MonitorPacer:
 
     held = False  # the pump's picture already includes any pause
 
-    def __init__(self, pump: StreamPump, *, delay_ticks: int = 2) -> None:
+    def __init__(
+        self,
+        pump: StreamPump,
+        *,
+        delay_ticks: int = 2,
+        on_skip: Callable[[int], None] | None = None,
+    ) -> None:
+        """`on_skip(ticks)` hears of every jump a monitor that fell behind makes."""
         self._pump = pump
         self._delay_ticks = delay_ticks
+        self._on_skip = on_skip
+        self.skipped_ticks = 0
 
     @property
     def clock(self) -> Clock:
@@ -159,5 +184,9 @@ class MonitorPacer:
         if not recent:
             raise RuntimeError("the stream has not sent a tick yet")
         oldest = recent[0].index
+        if tick_index < oldest:  # a monitor this slow skips ahead; nothing is queued for it
+            self.skipped_ticks += oldest - tick_index
+            if self._on_skip is not None:
+                self._on_skip(oldest - tick_index)
         position = min(max(tick_index, oldest) - oldest, len(recent) - 1)
         return recent[position]

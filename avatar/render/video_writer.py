@@ -2,9 +2,11 @@
 
 Why two ffmpeg passes: frames arrive lazily from the renderer, so the frame count (and with it
 the exact audio length) is only known at the end. Pass one streams raw BGR frames through stdin
-into a video-only H.264 file (bounded memory, no second pipe to deadlock on); pass two copies that
-video and encodes the audio, padded or trimmed to exactly `frame_count * R / F` samples (frame k
-covers samples [k*R/F, (k+1)*R/F)), so both streams end on the same frame boundary.
+into a video-only H.264 file (bounded memory, no second pipe to deadlock on) while the audio is
+appended, window by window, to a float WAV beside it (`write_audio`), so an hour-long video never
+holds more than one window of either in memory; pass two copies that video and encodes the audio,
+padded or trimmed to exactly `frame_count * R / F` samples (frame k covers samples
+[k*R/F, (k+1)*R/F)), so both streams end on the same frame boundary.
 
 Format choices, all for "plays everywhere": H.264 High profile, yuv420p, BT.709 tagged, constant
 25 fps, even frame sides (odd sizes are padded by repeating the last row/column), `+faststart`
@@ -106,6 +108,8 @@ class Mp4Writer:
     """Stream BGR frames into an MP4 with `audio` fitted to the frame count on close.
 
     Use as a context manager; the output exists only after a clean exit from the `with` block.
+    Audio comes either whole (`audio`) or in pieces as it is produced (`audio_sample_rate_hz`
+    plus `write_audio`); it is written to disk at once either way.
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class Mp4Writer:
         audio: AudioChunk | None = None,
         crf: int = X264_CRF,
         preset: str = X264_PRESET,
+        audio_sample_rate_hz: int | None = None,
     ) -> None:
         if width <= 0 or height <= 0:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
@@ -128,7 +133,13 @@ class Mp4Writer:
         self.encoded_width = width + width % 2
         self.encoded_height = height + height % 2
         self.fps = fps
+        if audio is not None and audio_sample_rate_hz is not None:
+            raise ValueError("give the audio whole or stream it with write_audio, not both")
         self.audio = audio
+        self.audio_sample_rate_hz = audio.sample_rate_hz if audio is not None else audio_sample_rate_hz
+        self.audio_samples = 0  # written so far
+        self._audio_file = None  # soundfile.SoundFile of the streamed audio while open
+        self._audio_path: Path | None = None
         self.crf = crf
         self.preset = preset
         self.frame_count = 0
@@ -169,9 +180,23 @@ class Mp4Writer:
                 stdout=subprocess.DEVNULL,
                 stderr=self._stderr,
             )
+            if self.audio_sample_rate_hz is not None:
+                self._open_audio()
+            if self.audio is not None:
+                self.write_audio(self.audio.pcm)
         except BaseException:
             self.abort()
             raise
+
+    def write_audio(self, pcm: np.ndarray) -> None:
+        """Append mono float samples at `audio_sample_rate_hz` (any length; fitted on close)."""
+        if self._audio_file is None:
+            raise RuntimeError("Mp4Writer has no open audio; give audio_sample_rate_hz and use `with`")
+        pcm = np.asarray(pcm, dtype=np.float32)
+        if pcm.ndim != 1:
+            raise ValueError(f"audio must be mono (1-D), got shape {pcm.shape}")
+        self._audio_file.write(pcm)
+        self.audio_samples += len(pcm)
 
     def write(self, frame: np.ndarray) -> None:
         """Send one BGR uint8 frame of the size given at construction."""
@@ -202,6 +227,7 @@ class Mp4Writer:
                     f"no video frames to write to {self.out_path}", "the audio is probably empty"
                 )
             self._finish_video()
+            self._finish_audio()
             final_temp = self._make_temp(".partial.mp4")
             self._run(self._mux_command(final_temp), "adding the audio")
             os.replace(final_temp, self.out_path)
@@ -227,6 +253,34 @@ class Mp4Writer:
         self._cleanup()
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _open_audio(self) -> None:
+        import soundfile
+
+        self._audio_path = self._make_temp(".audio.wav", keep_reserved=True)
+        # RF64: a plain WAV header cannot describe more than 4 GB (12 hours of float at 24 kHz)
+        self._audio_file = soundfile.SoundFile(
+            str(self._audio_path),
+            "w",
+            samplerate=int(self.audio_sample_rate_hz),
+            channels=1,
+            subtype="FLOAT",
+            format="RF64",
+        )
+
+    def _finish_audio(self) -> None:
+        """Pad the streamed audio with silence up to the last frame's end (longer is trimmed in
+        the mux), then close the file."""
+        if self._audio_file is None:
+            return
+        missing = self._fitted_audio_samples() - self.audio_samples
+        if missing > 0:
+            self._audio_file.write(np.zeros(missing, np.float32))
+        self._audio_file.close()
+        self._audio_file = None
+
+    def _fitted_audio_samples(self) -> int:
+        return round(self.frame_count * self.audio_sample_rate_hz / self.fps)
 
     def _finish_video(self) -> None:
         self._process.stdin.close()
@@ -260,6 +314,9 @@ class Mp4Writer:
             with contextlib.suppress(BrokenPipeError):  # ffmpeg is already gone; nothing to flush
                 self._process.stdin.close()
         self._process = None
+        if self._audio_file is not None:
+            self._audio_file.close()
+            self._audio_file = None
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
@@ -309,10 +366,11 @@ class Mp4Writer:
 
         video = ffmpeg.input(str(self._video_path)).video
         common = {"vcodec": "copy", "format": "mp4", "movflags": "+faststart"}
-        if self.audio is None:
+        if self._audio_path is None:
             stream = ffmpeg.output(video, str(final_path), **common)
         else:
-            audio = ffmpeg.input(str(self._write_fitted_wav())).audio
+            audio = ffmpeg.input(str(self._audio_path)).audio
+            audio = audio.filter("atrim", end_sample=self._fitted_audio_samples())
             stream = ffmpeg.output(
                 video,
                 audio,
@@ -326,14 +384,6 @@ class Mp4Writer:
         return stream.global_args("-hide_banner", "-nostdin", "-loglevel", "error").compile(
             cmd=self._ffmpeg, overwrite_output=True
         )
-
-    def _write_fitted_wav(self) -> Path:
-        import soundfile
-
-        wav_path = self._make_temp(".audio.wav", keep_reserved=True)
-        pcm = fit_audio_to_frames(self.audio, self.frame_count, self.fps)
-        soundfile.write(str(wav_path), pcm, self.audio.sample_rate_hz, subtype="FLOAT", format="WAV")
-        return wav_path
 
 
 def write_mp4(

@@ -3,12 +3,13 @@
 Each sentence is synthesized separately (bounded TTS inputs, per-sentence language, each with its
 segment's emotion) through `avatar.speech.speaker`, then the pieces are laid end to end with their
 phoneme times shifted, so the renderer sees one track. A sentence with nothing to say is left
-out; the pauses written around it stay.
+out; the pauses written around it stay. `lay_out_pieces` yields that timeline piece by piece (an
+hour-long script is rendered window by window); `assemble_speech` joins it into one Speech.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,24 @@ class _Spoken:
     speech: Speech
 
 
+@dataclass(frozen=True)
+class LaidOutPiece:
+    """One stretch of the script's timeline: a spoken sentence or the silence after it.
+
+    Pieces come in time order and join without gaps; a long video is cut into windows inside
+    pauses (`is_pause`), where no phoneme and no co-articulation crosses the cut.
+    """
+
+    pcm: np.ndarray  # mono float32 at the script's one rate (the first spoken sentence's)
+    rate_hz: int
+    phonemes: tuple[PhonemeTiming, ...]  # relative to the piece's start
+    segment_index: int  # the script segment whose emotion shows during the piece
+    emotion: str
+    is_pause: bool
+    text: str = ""
+    language: str | None = None
+
+
 def assemble_speech(
     segments: list[TextSegment],
     synthesize: Callable[[str, str], Speech | None],
@@ -41,80 +60,120 @@ def assemble_speech(
     resample: Callable[[np.ndarray, int, int], np.ndarray],
     on_sentence: Callable[[int, int], None] | None = None,
 ) -> AssembledSpeech:
-    """Synthesize every sentence of every segment and join them.
+    """Synthesize every sentence of every segment and join them into one Speech.
 
     `synthesize(sentence, emotion)` gets the segment's emotion and returns None for a sentence it
-    skipped (nothing to say); an InputError when no sentence at all was spoken."""
+    skipped (nothing to say); an InputError when no sentence at all was spoken. Holds the whole
+    script's audio: long videos use `lay_out_pieces` window by window instead."""
+    pieces: list[np.ndarray] = []
+    phonemes: list[PhonemeTiming] = []
+    spans: list[tuple[float, float, str]] = []
+    texts: list[str] = []
+    languages: list[str | None] = []
+    cursor = 0  # samples
+    rate_hz = 0
+    span_start_s, span_segment, span_emotion = 0.0, None, "neutral"
+    for piece in lay_out_pieces(segments, synthesize, split, resample, on_sentence):
+        rate_hz = piece.rate_hz
+        if span_segment is not None and piece.segment_index != span_segment:
+            # The first expression already shows during the lead-in, so spans tile the clip.
+            spans.append((span_start_s, cursor / rate_hz, span_emotion))
+            span_start_s = cursor / rate_hz
+        span_segment, span_emotion = piece.segment_index, piece.emotion
+        offset_s = cursor / rate_hz
+        phonemes.extend(
+            PhonemeTiming(p.phoneme, offset_s + p.start_s, offset_s + p.end_s) for p in piece.phonemes
+        )
+        pieces.append(piece.pcm)
+        cursor += len(piece.pcm)
+        if not piece.is_pause:
+            texts.append(piece.text)
+            languages.append(piece.language)
+    spans.append((span_start_s, cursor / rate_hz, span_emotion))
+    language = max(set(languages), key=languages.count)
+    audio = AudioChunk(np.concatenate(pieces), rate_hz)
+    return AssembledSpeech(Speech(audio, " ".join(texts), language, tuple(phonemes)), spans)
+
+
+def lay_out_pieces(
+    segments: list[TextSegment],
+    synthesize: Callable[[str, str], Speech | None],
+    split: Callable[[str], list[str]],
+    resample: Callable[[np.ndarray, int, int], np.ndarray],
+    on_sentence: Callable[[int, int], None] | None = None,
+) -> Iterator[LaidOutPiece]:
+    """The script's timeline piece by piece, synthesizing one sentence ahead of what it yields.
+
+    Spoken sentences end to end: the lead-in, a short gap inside a segment, the written pause
+    between segments (a segment's pause follows its last spoken sentence), the tail. The pause
+    after a sentence depends on which segment speaks next, hence the one sentence of lookahead;
+    memory is one sentence, however long the script.
+    """
     sentences = [
         (index, sentence)
         for index, segment in enumerate(segments)
         for sentence in (split(segment.text) if segment.text.strip() else [])
     ]
-    spoken: list[_Spoken] = []
-    for done, (index, sentence) in enumerate(sentences, start=1):
-        speech = synthesize(sentence, segments[index].emotion)
-        if speech is not None:
-            spoken.append(_Spoken(index, sentence, speech))
-        if on_sentence is not None:
-            on_sentence(done, len(sentences))
-    if not spoken:
-        raise InputError(
-            "the text has nothing to say: no words, only numbers, punctuation or symbols",
-            "write the words the avatar should say",
-        )
-    return _lay_out(segments, spoken, resample)
-
-
-def _lay_out(
-    segments: list[TextSegment], spoken: list[_Spoken], resample: Callable[[np.ndarray, int, int], np.ndarray]
-) -> AssembledSpeech:
-    """Spoken sentences end to end: the lead-in, a short gap inside a segment, the written pause
-    between segments (a segment's pause follows its last spoken sentence), the tail."""
-    rate_hz = spoken[0].speech.audio.sample_rate_hz
-    pieces: list[np.ndarray] = []
-    phonemes: list[PhonemeTiming] = []
-    spans: list[tuple[float, float, str]] = []
-    cursor = 0  # samples
-
-    def silence(seconds: float) -> None:
-        nonlocal cursor
-        count = int(round(seconds * rate_hz))
-        pieces.append(np.zeros(count, np.float32))
-        cursor += count
 
     def pauses_s(first: int, stop: int) -> float:
         return sum(segment.pause_after_s for segment in segments[first:stop])
 
-    # A pause before any words (e.g. "[pause 1s] Hello") lengthens the lead-in.
-    silence(LEAD_IN_S + pauses_s(0, spoken[0].segment_index))
-    span_start_s = 0.0
-    for position, item in enumerate(spoken):
-        if position and item.segment_index != spoken[position - 1].segment_index:
-            # The first expression already shows during the lead-in, so spans tile the clip.
-            spans.append(
-                (span_start_s, cursor / rate_hz, segments[spoken[position - 1].segment_index].emotion)
-            )
-            span_start_s = cursor / rate_hz
-        speech = item.speech
-        pcm = speech.audio.pcm.astype(np.float32)
-        if speech.audio.sample_rate_hz != rate_hz:
-            pcm = resample(pcm, speech.audio.sample_rate_hz, rate_hz)
-        offset_s = cursor / rate_hz
-        phonemes.extend(
-            PhonemeTiming(p.phoneme, offset_s + p.start_s, offset_s + p.end_s) for p in speech.phonemes
+    previous: _Spoken | None = None
+    rate_hz = 0
+    for done, (index, sentence) in enumerate(sentences, start=1):
+        speech = synthesize(sentence, segments[index].emotion)
+        if on_sentence is not None:
+            on_sentence(done, len(sentences))
+        if speech is None:
+            continue
+        item = _Spoken(index, sentence, speech)
+        if previous is None:
+            rate_hz = speech.audio.sample_rate_hz
+            # A pause before any words (e.g. "[pause 1s] Hello") lengthens the lead-in.
+            lead_in_s = LEAD_IN_S + pauses_s(0, index)
+            yield _silence(lead_in_s, rate_hz, index, segments[index].emotion)
+        else:
+            yield _pause_after(previous, index, segments, rate_hz, pauses_s)
+        yield _spoken_piece(item, segments[index].emotion, rate_hz, resample)
+        previous = item
+    if previous is None:
+        raise InputError(
+            "the text has nothing to say: no words, only numbers, punctuation or symbols",
+            "write the words the avatar should say",
         )
-        pieces.append(pcm)
-        cursor += len(pcm)
-        following = spoken[position + 1].segment_index if position + 1 < len(spoken) else len(segments)
-        pause_s = pauses_s(item.segment_index, following) if following != item.segment_index else 0.0
-        silence(pause_s or SENTENCE_GAP_S)
-    silence(TAIL_S)
-    spans.append((span_start_s, cursor / rate_hz, segments[spoken[-1].segment_index].emotion))
-    languages = [item.speech.language for item in spoken]
-    language = max(set(languages), key=languages.count)
-    text = " ".join(item.text for item in spoken)
-    audio = AudioChunk(np.concatenate(pieces), rate_hz)
-    return AssembledSpeech(Speech(audio, text, language, tuple(phonemes)), spans)
+    yield _pause_after(previous, len(segments), segments, rate_hz, pauses_s)
+    yield _silence(TAIL_S, rate_hz, previous.segment_index, segments[previous.segment_index].emotion)
+
+
+def _silence(seconds: float, rate_hz: int, segment_index: int, emotion: str) -> LaidOutPiece:
+    pcm = np.zeros(int(round(seconds * rate_hz)), np.float32)
+    return LaidOutPiece(pcm, rate_hz, (), segment_index, emotion, is_pause=True)
+
+
+def _pause_after(
+    item: _Spoken, following: int, segments: list[TextSegment], rate_hz: int, pauses_s
+) -> LaidOutPiece:
+    """The written pause (or the sentence gap) after `item`, which speaks segment `following` next."""
+    pause_s = pauses_s(item.segment_index, following) if following != item.segment_index else 0.0
+    emotion = segments[item.segment_index].emotion
+    return _silence(pause_s or SENTENCE_GAP_S, rate_hz, item.segment_index, emotion)
+
+
+def _spoken_piece(item: _Spoken, emotion: str, rate_hz: int, resample) -> LaidOutPiece:
+    speech = item.speech
+    pcm = speech.audio.pcm.astype(np.float32)
+    if speech.audio.sample_rate_hz != rate_hz:
+        pcm = resample(pcm, speech.audio.sample_rate_hz, rate_hz)
+    return LaidOutPiece(
+        pcm,
+        rate_hz,
+        tuple(speech.phonemes),
+        item.segment_index,
+        emotion,
+        is_pause=False,
+        text=item.text,
+        language=speech.language,
+    )
 
 
 LEAD_IN_KEPT_S = 0.010
