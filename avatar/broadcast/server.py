@@ -19,7 +19,7 @@ from avatar.broadcast.items import LineFull
 from avatar.broadcast.monitor import MonitorPeers
 from avatar.core.errors import AvatarError, InputError
 from avatar.engines.live_set import LiveConfig, LiveEngines
-from avatar.playout.http_edge import is_authorized, protect, unsafe_text
+from avatar.playout.http_edge import client_fault_logging, is_authorized, protect, unsafe_text
 
 log = logging.getLogger("avatar.broadcast")
 STATIC_DIR = Path(__file__).with_name("static")
@@ -74,7 +74,7 @@ class BroadcastServer:
     def app(self):
         from aiohttp import web
 
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app = web.Application(client_max_size=MAX_BODY_BYTES, handler_args=client_fault_logging())
         app.router.add_get("/", self._page("broadcast.html"))
         app.router.add_get("/comment", self._page("comment.html"))
         app.router.add_get("/health", self.health)
@@ -223,6 +223,8 @@ class BroadcastServer:
             body = await request.json()
         except (ValueError, UnicodeDecodeError) as exc:
             raise InputError("the body is not JSON", 'send e.g. {"text": "..."}') from exc
+        except RecursionError:  # `[[[[...` nested deeper than the parser's stack, within 100 kB
+            raise InputError("the body's JSON is nested too deeply", 'send e.g. {"text": "..."}') from None
         if not isinstance(body, dict):
             raise InputError("the body must be a JSON object", 'send e.g. {"text": "..."}')
         reason = unsafe_text(body)

@@ -115,7 +115,7 @@ def archive_settings(path: Path, source: str) -> AvatarSettings:
     where = f"avatar.json in {source}"
     try:
         return AvatarSettings.from_dict(json.loads(path.read_text(encoding="utf-8")), where)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:  # `[[[[...` 60 000 deep
         raise InputError(f"{where} is not valid JSON", "export the avatar again") from error
     except InputError as error:
         if error.message.startswith(where):

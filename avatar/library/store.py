@@ -60,6 +60,7 @@ from avatar.library.files import (
 from avatar.library.records import (
     KNOWN_FILE,
     MAX_PERSONA_CHARS,
+    MAX_SLUG_CHARS,
     MAX_TRANSCRIPT_CHARS,
     PROFILE_FILE,
     SETTINGS_FILE,
@@ -124,7 +125,9 @@ class AvatarLibrary:
     def get(self, name_or_slug: str) -> AvatarRecord:
         """By slug, else by display name (exact, then ignoring case); errors list what exists."""
         key = str(name_or_slug).strip()
-        if SLUG_PATTERN.match(key) and (self.root / key / SETTINGS_FILE).is_file():
+        # A slug is at most MAX_SLUG_CHARS: a longer key made is_file() raise "File name too long".
+        slug_like = len(key) <= MAX_SLUG_CHARS and SLUG_PATTERN.match(key)
+        if slug_like and (self.root / key / SETTINGS_FILE).is_file():
             return read_record(self.root / key)
         records = self.list()
         matches = [record for record in records if record.settings.name == key]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from avatar.engines.live_set import LiveEngines
-from avatar.playout.http_edge import is_authorized, protect, unsafe_text
+from avatar.playout.http_edge import client_fault_logging, is_authorized, protect, unsafe_text
 from avatar.playout.offers import close_quietly
 
 log = logging.getLogger("avatar.live")
@@ -73,7 +73,7 @@ class LiveServer:
     def app(self):
         from aiohttp import web
 
-        app = web.Application(client_max_size=MAX_OFFER_BYTES)
+        app = web.Application(client_max_size=MAX_OFFER_BYTES, handler_args=client_fault_logging())
         app.router.add_get("/", self.page)
         app.router.add_get("/health", self.health)
         app.router.add_post("/offer", self.offer)

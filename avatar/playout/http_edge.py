@@ -11,6 +11,10 @@
 * **Text.** A lone surrogate (`"\\ud800"` in JSON) cannot be encoded as UTF-8, and NUL bytes break
   paths and C libraries further in: such text is refused where it arrives.
 * **The access log** leaves out query strings: aiohttp's default `%r` would write `?token=` to it.
+* **The error log** is for the server's faults. aiohttp logs what a client did wrong at the HTTP
+  level (a request line or header over 8 KB, 100+ headers, a bare CR; a client that leaves in the
+  middle of its body) as "Error handling request" at ERROR with a traceback, although it answers
+  the malformed ones with a 400 itself: `client_fault_logging` makes those one INFO line.
 * **Cross-site requests.** A browser sends `Origin` with every POST. One from another site's page
   (which could drive a server on this machine through its visitor's browser, token or not) is
   refused with 403 before anything else; clients that are not browsers send no `Origin` and are
@@ -174,6 +178,35 @@ def unsafe_text(value) -> str | None:
         if reason is not None:
             return reason
     return None
+
+
+class _ClientFaultLogger(logging.LoggerAdapter):
+    """aiohttp's server logger, with client faults (`client_fault`) as one INFO line, no traceback."""
+
+    def exception(self, msg, *args, exc_info=True, **kwargs) -> None:
+        import sys
+
+        error = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if client_fault(error):
+            self.logger.info("%s: %s: %s", msg % args if args else msg, type(error).__name__, error)
+            return
+        self.logger.exception(msg, *args, exc_info=exc_info, **kwargs)
+
+
+def client_fault(error: BaseException | None) -> bool:
+    """A malformed HTTP message (aiohttp answered it with 400) or a client that left mid-request
+    (aiohttp's own `ConnectionResetError("Connection lost")`; another reset, say of an engine's
+    connection, stays an error)."""
+    from aiohttp.http_exceptions import BadHttpMessage
+
+    if isinstance(error, ConnectionResetError):
+        return str(error) == "Connection lost"
+    return isinstance(error, BadHttpMessage)
+
+
+def client_fault_logging() -> dict:
+    """`web.Application(handler_args=...)` for a server whose error log holds only its own faults."""
+    return {"logger": _ClientFaultLogger(logging.getLogger("aiohttp.server"), {})}
 
 
 def access_logger_class():

@@ -35,6 +35,8 @@ async def read_offer(request) -> str:
         params = await request.json()
     except (ValueError, UnicodeDecodeError):
         raise OfferError(f"the body is not JSON: {BAD_OFFER}") from None
+    except RecursionError:  # `[[[[...` 45 000 deep fits in 100 kB and exhausts the parser's stack
+        raise OfferError(f"the body's JSON is nested too deeply: {BAD_OFFER}") from None
     if not isinstance(params, dict):
         raise OfferError(f"the body is not a JSON object: {BAD_OFFER}")
     sdp, kind = params.get("sdp"), params.get("type")

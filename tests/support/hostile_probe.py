@@ -1,6 +1,7 @@
 """Replay issue 18's hostile inputs and print what each surface answers, one JSON line per case.
 
     python -m tests.support.hostile_probe            # in this tree (after)
+    python -m tests.support.hostile_probe --table    # every case of hostile_cases.py, a Markdown table
     cd OLD_TREE && python -m tests.support.hostile_probe   # the same probe on older code (before)
 
 It drives the same in-process apps and files as tests/test_hostile_inputs.py and
@@ -233,7 +234,39 @@ def file_cases(scratch: Path) -> list[tuple[str, str, str]]:
     return results
 
 
+async def every_case() -> list:
+    """Every case of tests/support/hostile_cases.py with its after-check (hostile_check.Outcome)."""
+    from tests.support.hostile_cases import SURFACES
+    from tests.support.hostile_check import run_case
+
+    outcomes = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for surface, (target, healthy, cases) in SURFACES.items():
+            folder = Path(scratch) / surface.replace(" ", "_")
+            folder.mkdir()
+            async with target(surface, folder) as opened:
+                for case in cases():
+                    outcomes.append(await run_case(case, opened, healthy))
+    return outcomes
+
+
+def table_row(outcome) -> str:
+    """`| surface | case | answer | after |` for docs/measurements/hostile_inputs.md."""
+    answer = "client gone, no answer" if outcome.code == -1 else f"{outcome.code} {outcome.message}"
+    cells = (outcome.case.surface, outcome.case.name, answer, outcome.check)
+    return "| " + " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in cells) + " |"
+
+
 async def main() -> None:
+    if "--table" in sys.argv[1:]:  # every case with "server still healthy, memory unchanged"
+        outcomes = await every_case()
+        print("| surface | case | answer (status or exit code, message) | after the case |")
+        print("|---|---|---|---|")
+        for outcome in outcomes:
+            print(table_row(outcome))
+        failed = [outcome for outcome in outcomes if outcome.problems]
+        print(f"\n{len(outcomes)} cases, {len(failed)} with a problem", file=sys.stderr)
+        return 1 if failed else 0
     logging.disable(logging.CRITICAL)  # the answers are the output, not aiohttp's error logs
     results = await http_cases()
     results.append(await data_channel_case())
