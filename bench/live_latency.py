@@ -133,7 +133,8 @@ def progress_line(result) -> str:
         "turn end": result.server_timeline_ms.get("user_turn_ended"),
     }
     shown = ", ".join(f"{name} {value:.0f}" for name, value in numbers.items() if value is not None)
-    return f"{shown} {'; '.join(result.notes)}"
+    checks = " ".join(f"{verdict}:{probability:.3f}" for verdict, probability in result.turn_checks)
+    return f"{shown} [{checks}] {'; '.join(result.notes)}"
 
 
 async def measure_turns(
@@ -246,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         "--no-moving-mouth", action="store_true", help="skip the landmarker (first moving mouth)"
     )
     parser.add_argument("--server-args", nargs="*", default=[], help="extra `avatar serve` arguments")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="a short sample (8 turns, 4 barge-ins, no capacity) compared with bench/baselines.json; "
+        "exit 1 on a regression (bench/regression_check.py)",
+    )
     parser.add_argument("--knowledge", type=Path, default=ROOT / "assets/knowledge/shop_faq.md")
     parser.add_argument("--photo", type=Path, default=ROOT / "assets/sample_portrait.jpg")
     parser.add_argument("--size", type=int, default=512)
@@ -266,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         help="use the photo as it is (default: its top square, so frames are size x size as the target says)",
     )
     args = parser.parse_args(argv)
+    if args.check:
+        args.turns, args.barge_ins, args.capacity = min(args.turns, 8), min(args.barge_ins, 4), ""
 
     from avatar.live.ice import install_loopback_only
 
@@ -311,7 +320,21 @@ def main(argv: list[str] | None = None) -> int:
         report["capacity_clients"] = "counting (no video decode)" if args.light_clients else "decoding"
     if args.out:
         args.out.write_text(json.dumps(report, indent=1, default=str))
+    if args.check:
+        from bench.regression_check import check
+
+        return check(f"live_latency_{args.llm}", checked_metrics(report))
     return 0
+
+
+def checked_metrics(report: dict) -> dict[str, float]:
+    """The p50s that `--check` compares: "<metric>.p50" from the turn and barge-in summaries."""
+    metrics = {}
+    for summary in (report["summary_turns"], report["summary_barge_in"]):
+        for name, stats in summary.items():
+            if isinstance(stats, dict) and "p50" in stats:
+                metrics.setdefault(f"{name}.p50", stats["p50"])
+    return metrics
 
 
 if __name__ == "__main__":

@@ -43,7 +43,14 @@ def main() -> int:
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="one warm run at 512x512 compared with bench/baselines.json; exit 1 on a regression",
+    )
     args = parser.parse_args()
+    if args.check:
+        args.runs, args.sizes = 1, [512]
 
     from machine_info import describe_machine
 
@@ -82,6 +89,10 @@ def main() -> int:
             f"| {size_px}x{size_px} | {duration_s:.1f} s | {cold_s:.1f} s | {statistics.median(factors):.1f}x "
             f"| {min(factors):.1f}x | {max(factors):.1f}x |"
         )
+    if args.check:
+        from regression_check import check
+
+        return check("render_speed", {f"rtf_{s}": statistics.median(f) for s, _, _, f in rows})
     return 0
 
 

@@ -213,6 +213,8 @@ class TurnResult:
     # Server events of the reply turn, ms after our speech end (client and server share the
     # machine's monotonic clock when run on one host, which the benchmark does): where time goes.
     server_timeline_ms: dict[str, float] = field(default_factory=dict)
+    # The end-of-turn model's answers during this turn's last pause: (verdict, probability).
+    turn_checks: list[tuple[str, float]] = field(default_factory=list)
     barge_in_to_silence_ms: float | None = None  # arrival at the receiver
     barge_in_to_silence_sender_ms: float | None = None  # sender clock, before network and jitter buffer
     heard_text: str | None = None

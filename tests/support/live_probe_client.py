@@ -255,16 +255,23 @@ class LiveProbe:
         if done is None or done["type"] != "turn_rendered":
             result.notes.append(f"reply did not render: {done}")
         result.server_timeline_ms = self._server_timeline(turn_id, end_s)
+        result.turn_checks = [
+            (event["verdict"], event["probability"])
+            for arrival_s, event in self.events
+            if event.get("type") == "turn_end_check" and arrival_s >= end_s - 0.5
+        ]
         await self.wait_quiet(timeout_s=reply_timeout_s)
         self._measure_onset(result, end_s)
-        self._measure_moving_mouth(result, end_s)
+        await self._measure_moving_mouth(result, end_s)
         return result
 
-    def _measure_moving_mouth(self, result: TurnResult, end_s: float) -> None:
+    async def _measure_moving_mouth(self, result: TurnResult, end_s: float) -> None:
+        """In a worker thread: the landmarker needs ~1.5 s for a turn's frames, and blocking the
+        event loop that long starves aiortc's receivers (the video stopped for good after it)."""
         if self.landmarker is None:
             return
         try:
-            onset = first_moving_mouth(list(self.colour), end_s, self.landmarker)
+            onset = await asyncio.to_thread(first_moving_mouth, list(self.colour), end_s, self.landmarker)
         except ValueError as error:
             result.notes.append(f"moving mouth not measured: {error}")
             return
