@@ -52,3 +52,18 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def fsync_dir(folder: Path) -> None:
+    """Persist a folder's entries (new names, renames); a no-op where folders cannot be opened or synced.
+    One place for the library's writes and the job runner's staged outputs."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

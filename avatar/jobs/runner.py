@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from avatar.core.errors import AvatarError
+from avatar.core.storage import fsync_dir
 from avatar.engines.choice import EngineChoice
 from avatar.jobs.spec import JobSpec
 from avatar.render.batch import BatchJob, JobRunner
@@ -98,7 +99,7 @@ class StagedRunner(JobRunner):
             canceled = stop is not None and stop()
             if outcome.ok and not canceled:
                 os.replace(outcome.output_path, final)
-                _fsync_dir(final.parent)
+                fsync_dir(final.parent)
         finally:
             self._progress = None
             shutil.rmtree(job_root, ignore_errors=True)
@@ -143,17 +144,6 @@ def _stage_progress(progress: ProgressFn | None, stop: StopFn | None, has_speech
             progress(min(fraction, 0.99))  # 1.0 only once the file is in place
 
     return on_stage
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -120,17 +120,3 @@ def copy_synced(source: Path, target: Path) -> None:
         shutil.copyfileobj(reader, writer, 1 << 20)
         writer.flush()
         os.fsync(writer.fileno())
-
-
-def fsync_dir(folder: Path) -> None:
-    """Persist a folder's entries (new names, renames); a no-op where folders cannot be opened."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)

@@ -36,7 +36,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from avatar.core.errors import InputError
-from avatar.core.storage import write_text_atomically
+from avatar.core.storage import fsync_dir, write_text_atomically
 from avatar.library.archive import (
     archive_settings,
     check_extracted,
@@ -49,7 +49,6 @@ from avatar.library.files import (
     check_knowledge,
     copy_synced,
     file_suffix,
-    fsync_dir,
     input_file,
     photo_suffix,
     profile_json,
