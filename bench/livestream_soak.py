@@ -70,6 +70,11 @@ def anon_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def open_fds(pid: int) -> int:
+    """File descriptors the process holds now (sockets, pipes, files): a leak shows as a rising count."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def children(pid: int) -> list[int]:
     """Child processes of every thread (ffmpeg is started from an output's own thread)."""
     found = []
@@ -225,8 +230,12 @@ def soak(args, base: str, child: subprocess.Popen, reader: PacketClock) -> dict:
                     "avatar_rss_mb": round(rss_mb(child.pid), 1),
                     "avatar_anon_rss_mb": round(anon_rss_mb(child.pid), 1),
                     "ffmpeg_rss_mb": round(sum(rss_mb(pid) for pid in encoders), 1),
+                    "avatar_fds": open_fds(child.pid),
                 }
             )
+            if args.report:  # a crash late in a long soak still leaves every sample taken so far
+                with args.report.with_suffix(".samples.jsonl").open("a") as progress:
+                    progress.write(json.dumps(samples[-1]) + "\n")
             next_sample_s += SAMPLE_EVERY_S
         time.sleep(0.2)
     with urllib.request.urlopen(f"{base}/api/status", timeout=5) as response:
@@ -275,6 +284,11 @@ def summarize(samples: list[dict], status: dict, comments_sent: int, accepted: i
                 fit_slope_per_hour([s["t_s"] for s in steady], [s["avatar_rss_mb"] for s in steady]), 1
             ),
             "ffmpeg_last": last["ffmpeg_rss_mb"],
+        },
+        "open_fds": {
+            "first_minute": samples[min(5, len(samples) - 1)]["avatar_fds"],
+            "last": last["avatar_fds"],
+            "second_half_range": [min(s["avatar_fds"] for s in steady), max(s["avatar_fds"] for s in steady)],
         },
         "samples": samples,
     }

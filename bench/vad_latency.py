@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.support.live_probe_analysis import speech_bounds
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEECH_DIR = ROOT.parent / "shared" / "eval" / "speech"
 SPEECH_CLIPS = (
@@ -36,30 +38,13 @@ NON_SPEECH_CLIPS = (
     "event_crowd_cheering_freesound_365132.wav",
     "event_laughter_esc50_4-132816-A.wav",
 )
-ENERGY_FRAME_S = 0.02
-ENERGY_RUN_FRAMES = 3  # 60 ms above threshold counts as sound; shorter is a click
 
 
 def speech_bounds_by_energy(pcm: np.ndarray, sample_rate_hz: int) -> tuple[float, float]:
-    """Reference (onset_s, end_s) of the sound in a clip, from 20 ms RMS energy.
-
-    The threshold sits 30% of the way from the clip's noise floor (10th percentile, in dB) to its
-    speech level (90th percentile), so it adapts to recordings with room noise, and at least at
-    speech level - 30 dB, so breaths in a very quiet studio recording do not count; a run of 60 ms
-    above it is required so a click does not either. Independent of the VAD on purpose.
-    """
-    frame = round(ENERGY_FRAME_S * sample_rate_hz)
-    count = len(pcm) // frame
-    rms = np.sqrt(np.mean(np.square(pcm[: count * frame].reshape(count, frame), dtype=np.float64), axis=1))
-    level_db = 20.0 * np.log10(rms + 1e-9)
-    floor_db, speech_db = np.percentile(level_db, [10, 90])
-    threshold_db = max(floor_db + 0.3 * (speech_db - floor_db), speech_db - 30.0)
-    loud = level_db > threshold_db
-    runs = np.convolve(loud.astype(int), np.ones(ENERGY_RUN_FRAMES, dtype=int), mode="valid")
-    starts = np.flatnonzero(runs == ENERGY_RUN_FRAMES)
-    if len(starts) == 0:
-        raise ValueError("no sustained sound found")
-    return starts[0] * frame / sample_rate_hz, (starts[-1] + ENERGY_RUN_FRAMES) * frame / sample_rate_hz
+    """Reference (onset_s, end_s) of the sound in a clip, from its energy, independent of the VAD:
+    the live benchmark's rule (`tests.support.live_probe_analysis.speech_bounds`), in seconds."""
+    onset, end = speech_bounds(np.asarray(pcm, np.float32), sample_rate_hz)
+    return onset / sample_rate_hz, end / sample_rate_hz
 
 
 def stream_through_vad(vad, pcm: np.ndarray, sample_rate_hz: int, chunk_samples: int) -> tuple[list, float]:

@@ -83,3 +83,23 @@ def test_loopback_only_ice_is_opt_in_through_the_environment(monkeypatch):
     assert install_from_env() is True
     assert aioice_ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1"]
     assert aioice_ice.get_host_addresses(use_ipv4=False, use_ipv6=True) == []
+
+
+@pytest.mark.parametrize(
+    ("clip", "onset_s", "end_s"),
+    [
+        # Room noise 27-38 dB below the peak before and after the words (speech 0.48-3.64 s, read
+        # off the 20 ms energy trace): a range-only rule took the whole file for speech.
+        ("zh_female_aishell1_BAC009S0724W0121.wav", 0.48, 3.64),
+        # Studio silence: the quiet final words still count (the range rule alone found the same).
+        ("zh_female_cosyvoice_zero_shot_prompt.wav", 0.32, 3.16),
+    ],
+)
+def test_speech_bounds_ignore_a_recordings_room_noise(clip, onset_s, end_s):
+    from avatar.core.audio_io import load_audio
+    from tests.conftest import eval_file
+
+    pcm = load_audio(eval_file(f"speech/{clip}"), MIC_RATE_HZ).pcm
+    onset, end = speech_bounds(pcm)
+    assert onset / MIC_RATE_HZ == pytest.approx(onset_s, abs=0.021)
+    assert end / MIC_RATE_HZ == pytest.approx(end_s, abs=0.021)

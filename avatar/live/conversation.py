@@ -80,6 +80,7 @@ class ConversationSession(SpeculativeReplies, SentenceSpeaking):
         self.on_event = on_event or (lambda event: None)
         self.history: list[dict[str, str]] = []
         self._mic = MicHistory(int(MAX_USER_AUDIO_S * AUDIO_RATE_HZ))
+        self._mic_first_chunk_s: float | None = None  # session-clock time the microphone began
         self._turn: Turn | None = None
         self._next_turn_id = 1
         self._user_start_sample: int | None = None
@@ -92,6 +93,8 @@ class ConversationSession(SpeculativeReplies, SentenceSpeaking):
         """Feed 16 kHz microphone audio; starts replies and interrupts them."""
         if self._closed:
             return
+        if self._mic_first_chunk_s is None:
+            self._mic_first_chunk_s = self.clock.now_s() - len(chunk.pcm) / AUDIO_RATE_HZ
         self._mic.append(chunk.pcm)
         events = self.vad.process(chunk)
         self._hold_for_possible_barge_in(release=False)  # at once; released only after the turn logic
@@ -106,7 +109,7 @@ class ConversationSession(SpeculativeReplies, SentenceSpeaking):
 
     async def _on_turn_event(self, item: TurnEvent, decided_by: str = "silence") -> None:
         if isinstance(item, UserSpeechStarted):
-            self._emit("user_speech_started", at_s=self._clock_time(item.at_s))
+            self._emit("user_speech_started", at_s=self._clock_time(item.at_s), mic_lag_ms=self.mic_lag_ms())
             await self.interrupt("barge-in")
             # After a pause that only looked like the end (the reply had not been heard yet),
             # the new speech continues the same utterance: recognise it all together.
@@ -155,6 +158,16 @@ class ConversationSession(SpeculativeReplies, SentenceSpeaking):
             silence_ms=round(check.silence_s * 1000.0, 1),
         )
         return self.turn_detector.decide(check, prediction.verdict)
+
+    def mic_lag_ms(self) -> float:
+        """How far the microphone path runs behind real time: time since the first chunk minus
+        the audio heard since. A sender streams in real time, so a growing figure means chunks
+        wait (a busy event loop, a blocked handler) and every barge-in is noticed that much late.
+        """
+        if self._mic_first_chunk_s is None:
+            return 0.0
+        elapsed_s = self.clock.now_s() - self._mic_first_chunk_s
+        return round((elapsed_s - self._mic.total_samples / AUDIO_RATE_HZ) * 1000.0, 1)
 
     def _clock_time(self, stream_time_s: float) -> float:
         """Session-clock time of a moment in the microphone stream (VAD/turn times are stream times).
@@ -280,7 +293,7 @@ class ConversationSession(SpeculativeReplies, SentenceSpeaking):
             return  # a confirmed barge-in must flush the queue before playback may go on
         if hold != self.playout.held:
             self.playout.hold(hold)
-            self._emit("playback_held" if hold else "playback_resumed")
+            self._emit("playback_held" if hold else "playback_resumed", mic_lag_ms=self.mic_lag_ms())
 
     def is_speaking(self) -> bool:
         turn = self._turn

@@ -52,22 +52,41 @@ CORRELATION_MAX_LAG_S = 0.2  # A/V offsets searched in [-200, +200] ms
 CORRELATION_SPAN_S = 4.0  # reply audio used for the A/V correlation
 SPEECH_RANGE_RATIO = 0.01  # -40 dB from the loudest 20 ms frame
 SPEECH_FLOOR_RMS = 0.003  # about -50 dBFS: never count a near-silent tail as speech
+NOISE_FLOOR_SHARE = 0.3  # loud = this share of the way from a recording's noise floor to its speech level
+DIGITAL_SILENCE_DB = -90.0  # frames this quiet are padding or digital silence, left out of the noise floor
+ONSET_RUN_FRAMES = 3  # 60 ms of loud frames in a row start speech; shorter is a click
 
 
 def speech_bounds(pcm: np.ndarray, rate_hz: int = MIC_RATE_HZ) -> tuple[int, int]:
-    """(onset, end) sample of the speech in `pcm`: first and last 20 ms frame within 40 dB of the peak.
+    """(onset, end) sample of the speech in `pcm`, from 20 ms RMS energy; independent of any VAD.
 
-    40 dB, not 20: a word's closing fricative is quiet. In the benchmark question "...opening
-    hours?" the final /s/ runs 240 ms at 28-30 dB below the peak; a 20 dB threshold (used before
-    session 2) put the speech end before it and so credited the avatar with 240 ms it did not earn.
+    A frame is loud when it is within 40 dB of the loudest frame, above -50 dBFS, and 30% of the
+    way (in dB) from the clip's noise floor (10th percentile) to its speech level (90th). 40 dB,
+    not 20: a word's closing fricative is quiet (in "...opening hours?" the final /s/ runs 240 ms
+    at 28-30 dB below the peak). The noise-floor term matters for real recordings: the AISHELL
+    clip's room noise sits 27-38 dB below its peak, so without it the "speech" began with the
+    file (0.00 s instead of 0.48 s) and ended with it (4.28 s instead of 3.64 s), which charged
+    barge-ins 480 ms they did not cost and credited replies 640 ms they did not earn. The onset
+    needs 60 ms of loud frames in a row (a click is not speech); the end is the last loud frame.
     """
     frame = int(rate_hz * MIC_PACKET_S)
     count = max(len(pcm) // frame, 1)
-    rms = np.sqrt(np.mean(pcm[: count * frame].reshape(count, -1) ** 2, axis=1) + 1e-12)
-    loud = np.flatnonzero(rms >= max(SPEECH_FLOOR_RMS, SPEECH_RANGE_RATIO * float(rms.max())))
-    if len(loud) == 0:
+    frames = np.asarray(pcm[: count * frame], np.float64).reshape(count, -1)
+    level_db = 20.0 * np.log10(np.sqrt(np.mean(frames**2, axis=1)) + 1e-9)
+    sounding = level_db[level_db > DIGITAL_SILENCE_DB]  # zero padding is not the room's noise
+    floor_db, speech_db = np.percentile(sounding if len(sounding) else level_db, [10, 90])
+    threshold_db = max(
+        20.0 * np.log10(SPEECH_FLOOR_RMS),
+        float(level_db.max()) + 20.0 * np.log10(SPEECH_RANGE_RATIO),
+        # never closer than 10 dB to the speech level: a clip with no pauses has no noise floor
+        min(floor_db + NOISE_FLOOR_SHARE * (speech_db - floor_db), speech_db - 10.0),
+    )
+    loud = level_db >= threshold_db
+    runs = np.convolve(loud.astype(int), np.ones(ONSET_RUN_FRAMES, dtype=int), mode="valid")
+    starts = np.flatnonzero(runs == ONSET_RUN_FRAMES)
+    if len(starts) == 0:
         raise ValueError("the utterance has no speech")
-    return int(loud[0] * frame), int((loud[-1] + 1) * frame)
+    return int(starts[0] * frame), int((np.flatnonzero(loud)[-1] + 1) * frame)
 
 
 # --- receive logs -------------------------------------------------------------------------------

@@ -362,6 +362,8 @@ class LiveProbe:
         for _, event in self.events:  # server side of the barge-in, ms after our speech onset
             if event.get("type") in ("playback_held", "turn_interrupted") and event["at_s"] >= onset_s - 0.5:
                 result.server_timeline_ms.setdefault(event["type"], 1000 * (event["at_s"] - onset_s))
+                if event["type"] == "playback_held" and "mic_lag_ms" in event:  # not a time after onset:
+                    result.server_timeline_ms.setdefault("mic_lag_at_hold", event["mic_lag_ms"])  # ms behind
         self._measure_silence(result, onset_s)
         self.send_event({"type": "interrupt"})  # do not wait for the reply to the barge-in
         return result
