@@ -68,6 +68,20 @@ def test_a_conversation_too_long_for_the_context_is_answered_from_its_last_turn(
     assert model.last_error is None
 
 
+def test_a_reply_is_prompted_with_the_last_exchanges_only():
+    """The cost of a turn stays bounded: persona + the last `history_messages` messages."""
+    history = [MESSAGES[0]]
+    for turn in range(5):
+        history += [{"role": "user", "content": f"q{turn}"}, {"role": "assistant", "content": f"a{turn}"}]
+    history.append({"role": "user", "content": "q5"})
+    server = FakeGGUFServer(reply_chunks("Nine."))
+    assert asyncio.run(reply(model_on(server, history_messages=4), history)) == "Nine."
+    sent = [m["content"] for m in server.requests[0].body["messages"]]
+    assert sent == ["You are Mona.", "q4", "a4", "q5"]  # never an assistant message first
+    with pytest.raises(ValueError, match="at least 1"):
+        GGUFChatModel("scripted.gguf", history_messages=0)
+
+
 @pytest.mark.parametrize("how", ["aclose", "cancel"])
 def test_barge_in_stops_generation_and_frees_the_model(how):
     words = [f" word{i}" for i in range(200)]

@@ -37,6 +37,12 @@ GGUF_MAGIC = b"GGUF"
 EXTRA_FIX = "pip install '.[llm-gguf]'"
 DEFAULT_CONTEXT_TOKENS = 4096  # persona + knowledge notes + 20 history messages of short replies
 DEFAULT_MAX_TOKENS = 160  # one to three spoken sentences, with room for tags
+# Messages of conversation (besides the system prompt) a reply is prompted with. The knowledge
+# notes end the system prompt and change with every question, so llama.cpp re-reads everything
+# after them each turn: with the session's 20 messages SmolLM2's first word came 5.7-36.8 s after
+# the question on 2 cores (about 125 prompt tokens/s on one thread), growing with the talk. The last
+# three exchanges (fewer when that would start with a reply) keep the thread at a bounded cost.
+DEFAULT_HISTORY_MESSAGES = 6
 _END = object()  # the worker's last item
 
 
@@ -96,9 +102,12 @@ class GGUFChatModel:
         temperature: float = 0.7,
         repeat_penalty: float = 1.1,
         fallback_line: str = DEFAULT_FALLBACK_LINE,
+        history_messages: int = DEFAULT_HISTORY_MESSAGES,
     ) -> None:
         """`temperature=0` decodes greedily (reproducible replies); `repeat_penalty` > 1 keeps small
-        models from saying one sentence over and over."""
+        models from saying one sentence over and over; `history_messages`: see its default's note."""
+        if history_messages < 1:
+            raise ValueError("history_messages must be at least 1 (the question)")
         self.model_path = Path(model_path).expanduser()
         self.threads = threads or default_threads()
         self.context_tokens = context_tokens
@@ -106,6 +115,7 @@ class GGUFChatModel:
         self.temperature = temperature
         self.repeat_penalty = repeat_penalty
         self.fallback_line = fallback_line
+        self.history_messages = history_messages
         self.queue = FairQueue()
         self.pieces_generated = 0  # content chunks received over the model's life, for tests
         self.last_error: str | None = None
@@ -171,6 +181,7 @@ class GGUFChatModel:
         system message and the last user message only."""
         spoken = SpokenTextFilter()
         said = False
+        messages = _recent(messages, self.history_messages)
         attempts = [messages]
         if len(messages) > 2:
             attempts.append(_latest_exchange(messages))
@@ -275,6 +286,16 @@ def _failure(error: Any) -> _GenerationError:
         f"{kind}: {message}" if kind else message or "unknown error",
         context_full="exceed" in kind or "context" in message.lower(),
     )
+
+
+def _recent(messages: list[dict], count: int) -> list[dict]:
+    """The system message(s) and at most the last `count` other messages, starting with a user
+    message (chat templates that check roles alternate user/assistant after the system prompt)."""
+    system = [m for m in messages if m.get("role") == "system"]
+    talk = [m for m in messages if m.get("role") != "system"][-count:]
+    while len(talk) > 1 and talk[0].get("role") != "user":
+        talk = talk[1:]
+    return system + talk
 
 
 def _latest_exchange(messages: list[dict]) -> list[dict]:
