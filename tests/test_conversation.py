@@ -148,6 +148,7 @@ def test_possible_barge_in_pauses_at_once_and_a_blip_resumes_where_it_paused():
         onset_windows=[(3.5, 3.7)],
     ).run(7.0)
     assert h.first("playback_held")["at_s"] == pytest.approx(3.5)
+    assert h.first("playback_held")["mic_lag_ms"] == 0.0  # every chunk arrived on time
     after = [t for t in h.ticks if t.index * TICK_S > 3.5]
     assert after[0].index == 88 and not after[0].is_speech, "silent from the first tick after the onset"
     assert h.playout.played_ticks(1) == 88 - 67, "only what played before the pause counts as heard"
@@ -369,3 +370,21 @@ def test_the_turn_model_reads_its_answer_in_the_language_heard_last():
     h.run(7.0)
     assert h.session.turn_model.languages == ["zh", "en"]
     assert [e["decided_by"] for e in h.events if e["type"] == "user_turn_ended"] == ["turn model"] * 2
+
+
+def test_the_session_reports_how_far_its_microphone_runs_behind_real_time():
+    """A chunk that waits (busy event loop) shows as mic lag: the barge-in is noticed that late."""
+    h = Harness([], [], [])
+
+    async def main():
+        session = h.session
+        assert session.mic_lag_ms() == 0.0  # nothing heard yet
+        for k in range(1, 11):  # 200 ms of microphone, each chunk at the end of its 20 ms
+            await h.clock.sleep_until(k * MIC_CHUNK_S)
+            await session.handle_microphone(AudioChunk(np.zeros(320, np.float32), 16000))
+        assert session.mic_lag_ms() == pytest.approx(0.0, abs=1e-6)
+        await h.clock.sleep_until(0.5)  # 300 ms pass with no chunk handled
+        assert session.mic_lag_ms() == pytest.approx(300.0, abs=0.1)
+        await session.close()
+
+    asyncio.run(h.clock.run(main(), limit_s=1.0))
