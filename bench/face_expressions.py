@@ -1,6 +1,7 @@
 """Expressions on every face: landmarker blendshapes per emotion, and a contact sheet per face.
 
     .venv/bin/python bench/face_expressions.py [--faces ../shared/eval/faces] [--json out.json]
+        [--only male_obama_official_portrait.jpg --only ...]
 
 For each photo with exactly one face (the bundled portrait and every one-face photo in the eval
 folder), the procedural renderer plans 3.2 s of a silent lead-in followed by a held open vowel,
@@ -107,6 +108,13 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--public-sheets", type=Path, default=None, help="e.g. docs/images/faces")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="PHOTO",
+        help="measure only this photo (file name; repeat for several): a quick run on the faces that fail",
+    )
     args = parser.parse_args()
 
     from lipsync.face_landmarker import FaceLandmarker
@@ -115,6 +123,11 @@ def main() -> int:
     photos = [ROOT / "assets" / "sample_portrait.jpg"]
     if args.faces.is_dir():
         photos += sorted(p for p in args.faces.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if args.only:
+        unknown = sorted(set(args.only) - {p.name for p in photos})
+        if unknown:
+            parser.error(f"no such photo: {', '.join(unknown)} (in {args.faces} or the bundled portrait)")
+        photos = [p for p in photos if p.name in args.only]
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp, FaceLandmarker() as landmarker:

@@ -18,7 +18,7 @@ import numpy as np
 from lipsync import face_mesh_indices as fm
 from lipsync.deformation_basis import BASIS_INDEX, BASIS_NAMES
 from lipsync.face_geometry import FaceGeometry
-from lipsync.face_motion import EXPRESSION_WEIGHTS
+from lipsync.face_motion import EXPRESSION_WEIGHTS, intensity_scale
 
 # A reference face: mouth width / face height and eye opening / face height of a typical frontal
 # adult portrait. The bases move in mouth-width and eye-opening units; a face that departs from
@@ -27,6 +27,7 @@ TYPICAL_MOUTH_TO_FACE = 0.36
 TYPICAL_EYE_TO_FACE = 0.045
 TYPICAL_BROW_TO_EYE = 0.075
 BROW_RAISE_GAIN = 1.2
+BROW_DOWN_GAIN = 0.3  # more lowering per unit of browDown the photo already shows
 SMALL_FACE_PX = 160.0  # below this face height a few pixels of motion vanish in the pixel grid
 MAX_GAIN = 1.8
 UNSMILE = {
@@ -124,7 +125,12 @@ class ExpressionProfile:
             # little of it, and pulled further the lid's shadow smears up into a second brow.
             "brow_raise": min(brow_room, 1.0) * BROW_RAISE_GAIN,
             "brow_inner_up": min(brow_room, 1.0) * BROW_RAISE_GAIN,
-            "brow_lower": (1.0 + 0.4 * min(s.brow_up, 1.0)) * squinting**2 * brow_room,
+            # Brows that already read as lowered (a grin's squint pulls them down: Obama's photo
+            # scores browDown 0.84) sit near the top of what a tracker reads; a frown must go
+            # further to show on top of them. Raised brows in the photo have their own way to go.
+            "brow_lower": (1.0 + 0.4 * min(s.brow_up, 1.0) + BROW_DOWN_GAIN * min(s.brow_down, 1.0))
+            * squinting**2
+            * brow_room,
             "blink_left": eye_units,
             "blink_right": eye_units,
             "lid_raise_lower": eye_units,
@@ -146,6 +152,7 @@ class ExpressionProfile:
         if emotion not in self._gains:
             raise ValueError(f"unknown emotion {emotion!r}; use one of {', '.join(EXPRESSION_WEIGHTS)}")
         vector = np.zeros(len(BASIS_NAMES), np.float32)
+        share = intensity_scale(intensity)
         for name, value in self._gains[emotion].items():
-            vector[BASIS_INDEX[name]] = value * float(np.clip(intensity, 0.0, 1.0))
+            vector[BASIS_INDEX[name]] = value * share
         return vector

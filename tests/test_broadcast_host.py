@@ -425,3 +425,19 @@ def test_each_sentence_reaches_the_voice_with_its_items_emotion():
     run(main())
     assert h.tts.spoken == ["Oh no.", "Stop that now.", "Calm down.", "Plain words."]
     assert h.tts.emotions == ["sad", "angry", "angry", "happy"]
+
+
+def test_an_items_intensity_tag_reaches_the_face_and_the_base_expression_returns_after_it():
+    h = Harness()
+
+    async def main():
+        await h.host.say("[sad:0.5] Oh no.")
+        await h.host.start()
+        await h.clock.advance_to(3.0)
+        await h.host.close()
+
+    run(main())
+    assert list(zip(h.lipsync.emotions, h.lipsync.strengths, strict=True))[:2] == [
+        ("sad", 0.5),
+        ("neutral", 1.0),
+    ]

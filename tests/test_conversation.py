@@ -272,6 +272,15 @@ def test_each_sentence_of_a_reply_reaches_the_voice_with_its_emotion():
     assert [e["emotion"] for e in h.events if e["type"] == "avatar_sentence"] == ["happy", "sad"]
 
 
+def test_a_replys_intensity_tag_reaches_the_face():
+    h = Harness(
+        speech(1.0, 2.0),
+        [Transcript("any news", "en")],
+        [["[happy:0.4] Great", " news. ", "[sad] But", " sorry."]],
+    ).run(5.0)
+    assert list(zip(h.lipsync.emotions, h.lipsync.strengths, strict=True)) == [("happy", 0.4), ("sad", 1.0)]
+
+
 def test_a_sentence_with_nothing_to_say_is_skipped_and_the_rest_of_the_reply_plays():
     # ToneTTS raises on "..." as Piper does; "(5)." has a digit but no word: both are skipped.
     h = Harness(

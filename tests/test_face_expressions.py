@@ -13,7 +13,7 @@ import pytest
 from lipsync.avatar_assets import prepare_avatar
 from lipsync.procedural_renderer import ProceduralRenderer
 from tests.conftest import eval_file
-from tests.support.expression_measure import render_emotions, verdicts
+from tests.support.expression_measure import render_emotions, script_scores, verdicts
 
 FACES = ("female_older_grid_lwbsza_frame.png", "painting_mona_lisa.jpg")
 
@@ -36,3 +36,13 @@ def test_intensity_scales_the_expression_between_neutral_and_full(sample_rendere
         "full": full["closed"]["happy"]["smile"],
     }
     assert smile["neutral"] + 0.05 < smile["half"] < smile["full"] - 0.05, smile
+
+
+def test_a_scripts_intensity_reaches_the_rendered_face(sample_renderer, landmarker):
+    """`[happy:0.3]` used to be parsed and then dropped by the layout of a render (windows carried
+    the emotion only), so the video smiled at full strength. Rendered through the text path."""
+    smile = {
+        script: script_scores(sample_renderer, landmarker, f"{script} Ah.", seed=1)["smile"]
+        for script in ("[neutral]", "[happy:0.3]", "[happy]")
+    }
+    assert smile["[neutral]"] + 0.05 < smile["[happy:0.3]"] < smile["[happy]"] - 0.05, smile

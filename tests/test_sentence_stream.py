@@ -99,3 +99,12 @@ def test_short_openings_numbers_and_early_sentence_ends_are_not_cut():
     assert [s.text for s in stream.feed("We are open from nine to eight, every day. ")] == [
         "We are open from nine to eight, every day."
     ]
+
+
+def test_an_intensity_tag_sets_how_strongly_the_face_shows_the_emotion():
+    tokens = ["[happy:0", ".4] Nice.", " [sad] Oh.", " [happy:lots] Still sad."]
+    assert [s for _, s in run(tokens)] == [
+        SpokenSentence("Nice.", "happy", 0.4),
+        SpokenSentence("Oh.", "sad", 1.0),
+        SpokenSentence("Still sad.", "sad", 1.0),  # a tag it cannot read is dropped, not spoken
+    ]

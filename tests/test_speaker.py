@@ -137,4 +137,4 @@ def test_a_rendered_script_speaks_each_sentence_with_its_segments_emotion(tmp_pa
     assert english.spoken == ["Great news.", "But sorry."]
     assert english.emotions == ["happy", "sad"]
     assert assembled.speech.text == "Great news. But sorry."
-    assert [emotion for _, _, emotion in assembled.emotion_spans] == ["happy", "sad"]
+    assert [span[2] for span in assembled.emotion_spans] == ["happy", "sad"]

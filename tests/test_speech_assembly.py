@@ -43,8 +43,8 @@ def test_offsets_pauses_and_emotion_spans_are_exact():
     total_s = third + 0.3 + SENTENCE_GAP_S + TAIL_S
     assert len(speech.audio.pcm) == pytest.approx(total_s * RATE, abs=3)
     assert assembled.emotion_spans == [
-        (0.0, pytest.approx(third), "neutral"),
-        (pytest.approx(third), pytest.approx(len(speech.audio.pcm) / RATE), "happy"),
+        (0.0, pytest.approx(third), "neutral", 1.0),
+        (pytest.approx(third), pytest.approx(len(speech.audio.pcm) / RATE), "happy", 1.0),
     ]
     # audio is silent exactly where no sentence plays
     assert np.all(speech.audio.pcm[: int(LEAD_IN_S * RATE)] == 0)
@@ -94,7 +94,7 @@ def test_a_skipped_sentence_leaves_no_sound_and_keeps_the_pauses_around_it():
     second = LEAD_IN_S + 0.1 + SENTENCE_GAP_S
     assert starts == pytest.approx([LEAD_IN_S, second, second + 0.1 + 0.7])
     assert assembled.speech.text == "one. two. three."
-    assert [emotion for _, _, emotion in assembled.emotion_spans] == ["neutral", "happy", "sad"]
+    assert [span[2] for span in assembled.emotion_spans] == ["neutral", "happy", "sad"]
 
 
 def test_a_script_with_nothing_to_say_is_one_input_error():
@@ -123,3 +123,17 @@ def test_trim_lead_in_keeps_10_ms_and_moves_phonemes():
     silent = Speech(AudioChunk(np.zeros(100, np.float32), rate))
     assert trim_lead_in(silent) is silent
     assert trim_lead_in(trimmed).audio.pcm.shape == trimmed.audio.pcm.shape, "idempotent"
+
+
+def test_a_segments_intensity_travels_with_its_span_and_into_the_windows():
+    """ "[happy:0.3]" reaches the renderer: the span of each segment carries its intensity, in one
+    assembled Speech and in the windows of a long render alike."""
+    from avatar.render.windows import text_windows
+    from avatar.speech.assembly import lay_out_pieces
+
+    segments = [TextSegment("one two.", "happy", intensity=0.3), TextSegment("three.", "happy")]
+    assembled = assemble_speech(segments, fake_tts, split, no_resample)
+    assert [span[2:] for span in assembled.emotion_spans] == [("happy", 0.3), ("happy", 1.0)]
+    (window,) = text_windows(lay_out_pieces(segments, fake_tts, split, no_resample), 25)
+    assert [span[2:] for span in window.spans] == [("happy", 0.3), ("happy", 1.0)]
+    assert window.spans[0][1] == pytest.approx(assembled.emotion_spans[0][1])

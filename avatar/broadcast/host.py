@@ -307,7 +307,7 @@ class BroadcastHost(HostSpeaking):
         item.start_tick = self._queued_ticks
         for segment in item.segments:
             emotion = segment.emotion if segment.emotion != "neutral" else self.emotion
-            self.lipsync.set_expression(emotion)
+            self.lipsync.set_expression(emotion, segment.intensity if emotion == segment.emotion else 1.0)
             if segment.text:
                 await self._speak_text(segment.text, emotion)
             if segment.pause_after_s > 0:

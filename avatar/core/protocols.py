@@ -33,7 +33,8 @@ if TYPE_CHECKING:
         VADEvent,
     )
 
-EmotionSpans = list[tuple[float, float, str]]  # (start_s, end_s, emotion) on the speech's clock
+# (start_s, end_s, emotion) or (start_s, end_s, emotion, intensity 0..1) on the speech's clock
+EmotionSpans = list[tuple[float, float, str] | tuple[float, float, str, float]]
 
 
 @runtime_checkable

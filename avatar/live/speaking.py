@@ -49,7 +49,7 @@ class SentenceSpeaking:
                 await self._speak_piece(turn, speech, started_s)
 
     def _begin_sentence(self, turn: Turn, sentence: SpokenSentence, asked_s: float) -> None:
-        self.lipsync.set_expression(sentence.emotion)
+        self.lipsync.set_expression(sentence.emotion, sentence.intensity)
         self._emit_turn(
             turn, "avatar_sentence", turn_id=turn.turn_id, text=sentence.text, emotion=sentence.emotion
         )

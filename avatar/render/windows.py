@@ -24,13 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from avatar.core.types import AudioChunk, PhonemeTiming, Speech
+from avatar.speech.assembly import EmotionSpan
 
 WINDOW_S = 20.0  # speech per window: Whisper's 30 s context fits one (--audio-timing asr)
 CONTEXT_S = 1.0  # look-ahead kept past a cut: more than the expression blend reaches (0.56 s)
 QUIET_SEARCH_S = 4.0  # a recording is cut at the quietest frame of the window's last seconds
 AUDIO_BLOCK_S = 5.0
-
-EmotionSpan = tuple[float, float, str]
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ class WindowCutter:
         self._pcm: list[np.ndarray] = []
         self._pending_samples = 0
         self._phonemes: list[PhonemeTiming] = []  # absolute times
-        self._spans: list[EmotionSpan] = []  # absolute, merged when the emotion repeats
+        self._spans: list[EmotionSpan] = []  # absolute, merged when emotion and intensity repeat
         self.pause_cuts: list[int] = []  # absolute sample indices inside pauses
 
     @property
@@ -72,24 +71,31 @@ class WindowCutter:
     def pending_s(self) -> float:
         return self._pending_samples / self.rate_hz
 
-    def add(self, pcm: np.ndarray, phonemes: Iterable[PhonemeTiming] = (), emotion: str = "neutral") -> None:
+    def add(
+        self,
+        pcm: np.ndarray,
+        phonemes: Iterable[PhonemeTiming] = (),
+        emotion: str = "neutral",
+        intensity: float = 1.0,
+    ) -> None:
+        """Append speech shown with `emotion` at `intensity` (0..1, the "[happy:0.5]" of a script)."""
         start_s = self.end_sample / self.rate_hz
         pcm = np.asarray(pcm, np.float32)
         self._phonemes.extend(
             PhonemeTiming(p.phoneme, start_s + p.start_s, start_s + p.end_s) for p in phonemes
         )
         end_s = start_s + len(pcm) / self.rate_hz
-        if self._spans and self._spans[-1][2] == emotion:
-            self._spans[-1] = (self._spans[-1][0], end_s, emotion)
+        if self._spans and self._spans[-1][2:] == (emotion, intensity):
+            self._spans[-1] = (self._spans[-1][0], end_s, emotion, intensity)
         else:
-            self._spans.append((start_s, end_s, emotion))
+            self._spans.append((start_s, end_s, emotion, intensity))
         self._pcm.append(pcm)
         self._pending_samples += len(pcm)
 
-    def add_pause(self, pcm: np.ndarray, emotion: str) -> None:
+    def add_pause(self, pcm: np.ndarray, emotion: str, intensity: float = 1.0) -> None:
         """Silence between sentences: the middle of it is a place to cut."""
         middle = self.end_sample + len(pcm) // 2
-        self.add(pcm, (), emotion)
+        self.add(pcm, (), emotion, intensity)
         self.pause_cuts.append(middle)
 
     def quietest_cut(self, window_samples: int) -> int:
@@ -159,9 +165,9 @@ def text_windows(pieces: Iterable, fps: int, window_s: float | None = None) -> I
         if cutter is None:
             cutter = WindowCutter(piece.rate_hz, fps)
         if piece.is_pause:
-            cutter.add_pause(piece.pcm, piece.emotion)
+            cutter.add_pause(piece.pcm, piece.emotion, piece.intensity)
         else:
-            cutter.add(piece.pcm, piece.phonemes, piece.emotion)
+            cutter.add(piece.pcm, piece.phonemes, piece.emotion, piece.intensity)
         target = cutter.start_sample + int(window_s * cutter.rate_hz)
         cuts = [cut for cut in cutter.pause_cuts if cut >= target]
         if cuts and cutter.end_sample - cuts[0] >= CONTEXT_S * cutter.rate_hz:

@@ -22,10 +22,13 @@ TAIL_S = 0.5  # and after the last
 SENTENCE_GAP_S = 0.12
 
 
+EmotionSpan = tuple[float, float, str, float]  # (start_s, end_s, emotion, intensity 0..1)
+
+
 @dataclass(frozen=True)
 class AssembledSpeech:
     speech: Speech
-    emotion_spans: list[tuple[float, float, str]]
+    emotion_spans: list[EmotionSpan]
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class LaidOutPiece:
     is_pause: bool
     text: str = ""
     language: str | None = None
+    intensity: float = 1.0  # how strongly the face shows `emotion` ("[happy:0.5]": 0.5)
 
 
 def assemble_speech(
@@ -67,19 +71,19 @@ def assemble_speech(
     script's audio: long videos use `lay_out_pieces` window by window instead."""
     pieces: list[np.ndarray] = []
     phonemes: list[PhonemeTiming] = []
-    spans: list[tuple[float, float, str]] = []
+    spans: list[EmotionSpan] = []
     texts: list[str] = []
     languages: list[str | None] = []
     cursor = 0  # samples
     rate_hz = 0
-    span_start_s, span_segment, span_emotion = 0.0, None, "neutral"
+    span_start_s, span_segment, span_look = 0.0, None, ("neutral", 1.0)
     for piece in lay_out_pieces(segments, synthesize, split, resample, on_sentence):
         rate_hz = piece.rate_hz
         if span_segment is not None and piece.segment_index != span_segment:
             # The first expression already shows during the lead-in, so spans tile the clip.
-            spans.append((span_start_s, cursor / rate_hz, span_emotion))
+            spans.append((span_start_s, cursor / rate_hz, *span_look))
             span_start_s = cursor / rate_hz
-        span_segment, span_emotion = piece.segment_index, piece.emotion
+        span_segment, span_look = piece.segment_index, (piece.emotion, piece.intensity)
         offset_s = cursor / rate_hz
         phonemes.extend(
             PhonemeTiming(p.phoneme, offset_s + p.start_s, offset_s + p.end_s) for p in piece.phonemes
@@ -89,7 +93,7 @@ def assemble_speech(
         if not piece.is_pause:
             texts.append(piece.text)
             languages.append(piece.language)
-    spans.append((span_start_s, cursor / rate_hz, span_emotion))
+    spans.append((span_start_s, cursor / rate_hz, *span_look))
     language = max(set(languages), key=languages.count)
     audio = AudioChunk(np.concatenate(pieces), rate_hz)
     return AssembledSpeech(Speech(audio, " ".join(texts), language, tuple(phonemes)), spans)
@@ -131,10 +135,10 @@ def lay_out_pieces(
             rate_hz = speech.audio.sample_rate_hz
             # A pause before any words (e.g. "[pause 1s] Hello") lengthens the lead-in.
             lead_in_s = LEAD_IN_S + pauses_s(0, index)
-            yield _silence(lead_in_s, rate_hz, index, segments[index].emotion)
+            yield _silence(lead_in_s, rate_hz, index, segments[index])
         else:
             yield _pause_after(previous, index, segments, rate_hz, pauses_s)
-        yield _spoken_piece(item, segments[index].emotion, rate_hz, resample)
+        yield _spoken_piece(item, segments[index], rate_hz, resample)
         previous = item
     if previous is None:
         raise InputError(
@@ -142,12 +146,15 @@ def lay_out_pieces(
             "write the words the avatar should say",
         )
     yield _pause_after(previous, len(segments), segments, rate_hz, pauses_s)
-    yield _silence(TAIL_S, rate_hz, previous.segment_index, segments[previous.segment_index].emotion)
+    yield _silence(TAIL_S, rate_hz, previous.segment_index, segments[previous.segment_index])
 
 
-def _silence(seconds: float, rate_hz: int, segment_index: int, emotion: str) -> LaidOutPiece:
+def _silence(seconds: float, rate_hz: int, segment_index: int, segment: TextSegment) -> LaidOutPiece:
+    """Silence that shows `segment`'s expression (emotion and intensity)."""
     pcm = np.zeros(int(round(seconds * rate_hz)), np.float32)
-    return LaidOutPiece(pcm, rate_hz, (), segment_index, emotion, is_pause=True)
+    return LaidOutPiece(
+        pcm, rate_hz, (), segment_index, segment.emotion, is_pause=True, intensity=segment.intensity
+    )
 
 
 def _pause_after(
@@ -155,11 +162,11 @@ def _pause_after(
 ) -> LaidOutPiece:
     """The written pause (or the sentence gap) after `item`, which speaks segment `following` next."""
     pause_s = pauses_s(item.segment_index, following) if following != item.segment_index else 0.0
-    emotion = segments[item.segment_index].emotion
-    return _silence(pause_s or SENTENCE_GAP_S, rate_hz, item.segment_index, emotion)
+    segment = segments[item.segment_index]
+    return _silence(pause_s or SENTENCE_GAP_S, rate_hz, item.segment_index, segment)
 
 
-def _spoken_piece(item: _Spoken, emotion: str, rate_hz: int, resample) -> LaidOutPiece:
+def _spoken_piece(item: _Spoken, segment: TextSegment, rate_hz: int, resample) -> LaidOutPiece:
     speech = item.speech
     pcm = speech.audio.pcm.astype(np.float32)
     if speech.audio.sample_rate_hz != rate_hz:
@@ -169,10 +176,11 @@ def _spoken_piece(item: _Spoken, emotion: str, rate_hz: int, resample) -> LaidOu
         rate_hz,
         tuple(speech.phonemes),
         item.segment_index,
-        emotion,
+        segment.emotion,
         is_pause=False,
         text=item.text,
         language=speech.language,
+        intensity=segment.intensity,
     )
 
 

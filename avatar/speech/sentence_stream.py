@@ -10,8 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from avatar.core.text_script import ends_with_sentence_end, first_clause_end, split_sentences
-from avatar.core.types import EMOTIONS
+from avatar.core.errors import InputError
+from avatar.core.text_script import (
+    ends_with_sentence_end,
+    first_clause_end,
+    parse_emotion_tag,
+    split_sentences,
+)
 
 _TAG = re.compile(r"\[([^\[\]]{0,40})\]")
 MAX_SENTENCE_CHARS = 200  # a run-on reply is cut at a clause break so TTS starts in time
@@ -25,6 +30,7 @@ FIRST_CLAUSE_MIN_CHARS = 12
 class SpokenSentence:
     text: str
     emotion: str
+    intensity: float = 1.0  # how strongly the face shows it ("[happy:0.5]" -> 0.5)
 
 
 class SentenceStream:
@@ -38,12 +44,14 @@ class SentenceStream:
     ) -> None:
         """`first_clause_min_chars=None` keeps the first sentence whole."""
         self.emotion = default_emotion
+        self.intensity = 1.0
         self.max_chars = max_chars
         self.first_clause_min_chars = first_clause_min_chars
         self._emitted_any = False
         self._raw = ""  # text not yet emitted, tags included, possibly ending in a partial tag
         self._pending_text = ""  # tag-free text not yet emitted
-        self._sentence_emotion: str | None = None  # emotion active when the pending text began
+        # (emotion, intensity) active when the pending text began
+        self._sentence_look: tuple[str, float] | None = None
 
     def feed(self, token: str) -> list[SpokenSentence]:
         self._raw += token
@@ -73,20 +81,20 @@ class SentenceStream:
                 return "".join(plain)
             before = self._raw[: match.start()]
             plain.append(before)
-            name = match.group(1).strip().lower()
+            look = _emotion_of(match.group(1))
             self._raw = self._raw[match.end() :]
-            if name in EMOTIONS:
+            if look is not None:
                 # A tag changes the expression from the next sentence that starts after it.
                 text_so_far = self._pending_text + "".join(plain)
                 if not text_so_far.strip():
-                    self._sentence_emotion = name
-                self.emotion = name
+                    self._sentence_look = look
+                self.emotion, self.intensity = look
             # Unknown tags from a model are dropped rather than spoken.
 
     def _drain(self, final: bool) -> list[SpokenSentence]:
         self._pending_text += self._consume_tags(final)
-        if self._sentence_emotion is None and self._pending_text.strip():
-            self._sentence_emotion = self.emotion
+        if self._sentence_look is None and self._pending_text.strip():
+            self._sentence_look = (self.emotion, self.intensity)
         out: list[SpokenSentence] = []
         first = self._first_clause()
         if first is not None:
@@ -101,14 +109,14 @@ class SentenceStream:
             complete = pieces
         if not final and pieces and len(pieces[-1]) >= self.max_chars:
             complete = pieces
-        emotion = self._sentence_emotion or self.emotion
+        look = self._sentence_look or (self.emotion, self.intensity)
         for text in complete:
-            out.append(SpokenSentence(text, emotion))
-            emotion = self.emotion
+            out.append(SpokenSentence(text, *look))
+            look = (self.emotion, self.intensity)
         if complete:
             consumed = _consumed_length(self._pending_text, complete)
             self._pending_text = self._pending_text[consumed:]
-            self._sentence_emotion = self.emotion if self._pending_text.strip() else None
+            self._sentence_look = (self.emotion, self.intensity) if self._pending_text.strip() else None
         self._emitted_any = self._emitted_any or bool(out)
         return out
 
@@ -121,10 +129,20 @@ class SentenceStream:
         if end is None:
             return None
         self._pending_text = text[end:]
-        emotion = self._sentence_emotion or self.emotion
-        self._sentence_emotion = self.emotion
+        look = self._sentence_look or (self.emotion, self.intensity)
+        self._sentence_look = (self.emotion, self.intensity)
         self._emitted_any = True
-        return SpokenSentence(text[:end].strip(), emotion)
+        return SpokenSentence(text[:end].strip(), *look)
+
+
+def _emotion_of(tag: str) -> tuple[str, float] | None:
+    """(emotion, intensity) of a model's tag, read by the one parser of the tag language; None
+    for any other tag, and for an intensity it cannot read ("[happy:lots]"): a model's slip is
+    dropped like an unknown tag, the reply goes on."""
+    try:
+        return parse_emotion_tag(tag)
+    except InputError:
+        return None
 
 
 def _consumed_length(text: str, sentences: list[str]) -> int:

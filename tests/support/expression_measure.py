@@ -31,19 +31,21 @@ def vowel_speech():
     return Speech(AudioChunk(pcm, rate), "ah", "en", phonemes)
 
 
-def frames_without_blink(seed: int, count: int) -> tuple[int, int]:
-    """(closed, open) frame indices, moved off any blink of the seeded idle timeline."""
+def frame_off_blink(seed: int, count: int, time_s: float) -> int:
+    """The frame index nearest `time_s` that no blink of the seeded idle timeline touches."""
     from lipsync.face_motion import IdleMotion
 
     blinks = IdleMotion(FPS, seed).blinks(0, count)
+    frame = int(time_s * FPS)
+    for step in (0, -1, 1, -2, 2, -3, 3, -4, 4, -5, 5):
+        if blinks[frame + step] == 0:
+            return frame + step
+    return frame
 
-    def free(frame: int) -> int:
-        for step in (0, -1, 1, -2, 2, -3, 3, -4, 4, -5, 5):
-            if blinks[frame + step] == 0:
-                return frame + step
-        return frame
 
-    return free(int(1.55 * FPS)), free(int(2.3 * FPS))
+def frames_without_blink(seed: int, count: int) -> tuple[int, int]:
+    """(closed, open) frame indices: the expression blended in, and mid-vowel."""
+    return frame_off_blink(seed, count, 1.55), frame_off_blink(seed, count, 2.3)
 
 
 def scores(blendshapes: dict[str, float]) -> dict[str, float]:
@@ -102,9 +104,35 @@ def render_emotions(renderer, landmarker, seed: int, emotions=EMOTIONS, intensit
     return table, frames
 
 
-def fold_margin(renderer, weights: np.ndarray) -> float:
-    """Smallest local area ratio det(I + J) of the frame's deformation over the head region.
+def script_scores(renderer, landmarker, script: str, seed: int) -> dict[str, float]:
+    """Scores of a closed-mouth frame of `script` rendered the way `avatar render` renders a text:
+    the tag parser, `lay_out_pieces`, `text_windows` and `window_frames`, with the held vowel of
+    `vowel_speech` standing in for the voice. What a video shows for "[happy:0.3] ..." is
+    measured here, not what the renderer does when handed a span directly."""
+    from itertools import islice
 
+    from avatar.core.text_script import parse_script, split_sentences
+    from avatar.render.windows import text_windows, window_frames
+    from avatar.speech.assembly import LEAD_IN_S, lay_out_pieces
+    from lipsync.face_motion import IdleMotion
+
+    def same_rate(pcm, from_hz: int, to_hz: int):
+        raise AssertionError(f"one voice, one rate: asked to resample {from_hz} -> {to_hz} Hz")
+
+    pieces = lay_out_pieces(
+        parse_script(script), lambda text, emotion: vowel_speech(), split_sentences, same_rate
+    )
+    window = next(text_windows(pieces, FPS))
+    closed = frame_off_blink(seed, window.frame_count, LEAD_IN_S + 1.55)
+    frame = next(islice(window_frames(renderer, window, IdleMotion(FPS, seed)), closed, None))
+    faces = landmarker.detect(frame)
+    if not faces:
+        raise AssertionError(f"the landmarker found no face in the render of {script!r}")
+    return scores(faces[0].blendshapes)
+
+
+def _area_ratios(renderer, weights: np.ndarray) -> np.ndarray:
+    """Local area ratio det(I + J) of the frame's deformation at every node of the warp's grid:
     1 = no stretch; near 0 the warp squeezes pixels together; below 0 it folds over (tears)."""
     warper = renderer.warper
     field = (weights.astype(np.float32) @ warper._fields).reshape(*warper._coarse_shape, 2)
@@ -113,17 +141,15 @@ def fold_margin(renderer, weights: np.ndarray) -> float:
     dxdx = np.gradient(field[..., 0], step, axis=1)
     dydy = np.gradient(field[..., 1], step, axis=0)
     dydx = np.gradient(field[..., 1], step, axis=1)
-    return float(((1 + dxdx) * (1 + dydy) - dxdy * dydx).min())
+    return (1 + dxdx) * (1 + dydy) - dxdy * dydx
+
+
+def fold_margin(renderer, weights: np.ndarray) -> float:
+    """Smallest local area ratio over the head region: below 0 the warp tears."""
+    return float(_area_ratios(renderer, weights).min())
 
 
 def stretch_margin(renderer, weights: np.ndarray) -> float:
     """Largest local area ratio of the deformation: well above 2 a feature is smeared over its
     neighbour (a brow pulled into a second brow, a lid's shadow dragged up)."""
-    warper = renderer.warper
-    field = (weights.astype(np.float32) @ warper._fields).reshape(*warper._coarse_shape, 2)
-    step = float(warper._field_step)
-    dxdy = np.gradient(field[..., 0], step, axis=0)
-    dxdx = np.gradient(field[..., 0], step, axis=1)
-    dydy = np.gradient(field[..., 1], step, axis=0)
-    dydx = np.gradient(field[..., 1], step, axis=1)
-    return float(((1 + dxdx) * (1 + dydy) - dxdy * dydx).max())
+    return float(_area_ratios(renderer, weights).max())

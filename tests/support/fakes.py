@@ -145,10 +145,12 @@ class FlatLipSync:
         self.samples_per_frame = samples_per_frame
         self.next_frame = 0
         self.emotions: list[str] = []
+        self.strengths: list[float] = []  # the strength each of `emotions` was asked with
         self._pending = np.zeros(0, np.float32)
 
-    def set_expression(self, emotion: str) -> None:
+    def set_expression(self, emotion: str, strength: float = 1.0) -> None:
         self.emotions.append(emotion)
+        self.strengths.append(strength)
 
     def push(self, speech: Speech) -> tuple[np.ndarray, list[np.ndarray]]:
         audio, rows = self.prepare(speech)
