@@ -71,6 +71,13 @@ def top_square(photo: Path, folder: Path) -> Path:
 @contextlib.contextmanager
 def server_process(args: argparse.Namespace, log_path: Path):
     """`avatar serve` in a child process with loopback-only ICE; yields its URL, stops it after."""
+    with server_child(args, log_path) as (url, _child):
+        yield url
+
+
+@contextlib.contextmanager
+def server_child(args: argparse.Namespace, log_path: Path, start_timeout_s: float = SERVER_START_TIMEOUT_S):
+    """Like `server_process`, yielding (URL, the child process) for benchmarks that watch its /proc."""
     port = free_port()
     command = [sys.executable, "-c", SERVER_SCRIPT, "serve", "--photo", str(args.photo)]
     command += ["--size", str(args.size), "--port", str(port), "--max-sessions", "16"]
@@ -81,13 +88,20 @@ def server_process(args: argparse.Namespace, log_path: Path):
         command += ["--llm-model-path", str(smollm2_path())]
     command += args.server_args
     with log_path.open("w") as log:
+        # Its own session: Ctrl-C reaches only the benchmark, which then stops the server itself
+        # (after writing its results) instead of the server dying under the running probes.
         child = subprocess.Popen(
-            command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)
+            command,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ),
+            start_new_session=True,
         )
         try:
             url = f"http://127.0.0.1:{port}"
-            wait_for_health(url, child)
-            yield url
+            wait_for_health(url, child, start_timeout_s)
+            yield url, child
         finally:
             stop_process(child, grace_s=15)
 
@@ -108,10 +122,10 @@ def server_health(url: str) -> dict:
         return json.loads(response.read())
 
 
-def wait_for_health(url: str, child: subprocess.Popen) -> None:
+def wait_for_health(url: str, child: subprocess.Popen, timeout_s: float = SERVER_START_TIMEOUT_S) -> None:
     import urllib.request
 
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if child.poll() is not None:
             raise RuntimeError(f"the server exited with {child.returncode}; see its log")
@@ -121,7 +135,7 @@ def wait_for_health(url: str, child: subprocess.Popen) -> None:
                     return
         except OSError:
             time.sleep(0.5)
-    raise TimeoutError(f"the server did not answer /health within {SERVER_START_TIMEOUT_S:.0f} s")
+    raise TimeoutError(f"the server did not answer /health within {timeout_s:.0f} s")
 
 
 def progress_line(result) -> str:

@@ -134,6 +134,14 @@ class LiveProbe:
         if tasks:
             await asyncio.wait(tasks, timeout=10.0)
 
+    @property
+    def connected(self) -> bool:
+        """The peer connection is up and audio still arrives. A server that closes the session
+        (e.g. on ICE consent expiry) may leave our side "connected" with the media stopped."""
+        if self._pc is None or self._pc.connectionState != "connected" or not self.audio:
+            return False
+        return time.monotonic() - self.audio[-1].arrival_s < RECV_TIMEOUT_S
+
     def send_event(self, event: dict) -> None:
         if self._channel is not None and self._channel.readyState == "open":
             self._channel.send(json.dumps(event))
