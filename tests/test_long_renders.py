@@ -16,7 +16,7 @@ import pytest
 import soundfile
 
 from avatar.core.audio_io import audio_has_sound, iter_audio, load_audio, probe_audio
-from avatar.core.errors import InputError
+from avatar.core.errors import EngineFailed, InputError
 from avatar.core.types import AudioChunk, PhonemeTiming, Speech
 from avatar.engines.engine_set import EngineSet
 from avatar.render import windows
@@ -253,7 +253,8 @@ def test_an_error_in_a_later_window_leaves_no_file_and_keeps_the_old_one(
         yield from real(renderer, window, motion)
 
     monkeypatch.setattr(windows, "window_frames", failing)
-    with pytest.raises(error):
+    # A renderer's bug ends the render as EngineFailed naming the stage; Ctrl-C stays Ctrl-C.
+    with pytest.raises(EngineFailed if error is Boom else error):
         render_video(
             RenderRequest(SAMPLE_PORTRAIT, out, audio_path=eval_file(LIBRISPEECH), size_px=256), engines
         )

@@ -132,3 +132,75 @@ def describe_validation(errors: list[dict]) -> str:
         where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "header", "path"))
         parts.append(f"{where or 'request'}: {error.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
+
+
+BODY_IDLE_TIMEOUT_S = 30.0  # uploads may be large and slow; a body that stops arriving may not hold a worker
+BODY_TIMED_OUT = "the request body stopped arriving"
+
+
+class BoundedBody:
+    """ASGI wrapper (outermost, around the whole app): a request whose body stops arriving for
+    `BODY_IDLE_TIMEOUT_S` (read at call time) is answered 408 with `Connection: close`, and the
+    app sees the client as gone. uvicorn has no such timeout of its own: a client that announces
+    more bytes than it sends would hold its request, and an upload's temp file, for good. Only
+    the body is bounded: once it is complete, `receive` is the server's own again (a streaming
+    response waits on it for the client's disconnect)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        import asyncio
+        import logging
+
+        state = {"body_done": False, "answered": False, "started": False}
+
+        async def bounded_receive():
+            if state["body_done"] or state["answered"]:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), BODY_IDLE_TIMEOUT_S)
+            except TimeoutError:
+                if not state["started"]:
+                    await _send_timeout(send)
+                state["answered"] = True
+                logging.getLogger("avatar.api").info(
+                    "%s %s: body stalled for %g s: 408",
+                    scope.get("method"),
+                    scope.get("path"),
+                    BODY_IDLE_TIMEOUT_S,
+                )
+                return {"type": "http.disconnect"}
+            if message.get("type") != "http.request" or not message.get("more_body", False):
+                state["body_done"] = True
+            return message
+
+        async def guarded_send(message) -> None:
+            if state["answered"]:
+                return  # the app's answer to a request this wrapper has answered already
+            if message.get("type") == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, guarded_send)
+        except Exception:
+            if not state["answered"]:
+                raise  # the app's own fault: the server logs it as before
+            # the app failed on the "disconnect" it was handed: that is the timeout, answered
+
+
+async def _send_timeout(send) -> None:
+    import json
+
+    body = json.dumps({"error": {"code": "request_timeout", "message": BODY_TIMED_OUT}}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 408, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -7,13 +7,14 @@ something speakable and the operator an event.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from avatar.broadcast.items import HostItem
+from avatar.core.deadlines import StageTimeouts, guarded_tokens, within
+from avatar.core.errors import EngineFailed
 from avatar.core.text_script import parse_script
 from avatar.core.types import TextSegment
 
@@ -25,17 +26,33 @@ _STRAY_BRACKETS = re.compile(r"[\[\]]")
 
 
 async def answer_comment(
-    llm, system_prompt: str, item: HostItem, *, timeout_s: float, emit: Callable[..., Any]
+    llm,
+    system_prompt: str,
+    item: HostItem,
+    *,
+    timeout_s: float,
+    emit: Callable[..., Any],
+    clock,
+    timeouts: StageTimeouts | None = None,
 ) -> str:
     """The model's whole answer to `item`'s comment (tags kept), or FALLBACK_ANSWER when it fails,
-    hangs past `timeout_s` or says nothing; a failure is also an `answer_failed` event."""
+    hangs past `timeout_s` (on `clock`) or a token deadline of `timeouts`, sends something that
+    is not text, or says nothing; a failure is also an `answer_failed` event (stage llm). An
+    answer longer than `timeouts.max_reply_chars` is cut there."""
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages.append({"role": "user", "content": item.source_text, "name": item.user})
     try:
-        answer = await asyncio.wait_for(collect(llm.stream(messages)), timeout_s)
+        tokens = guarded_tokens(llm.stream(messages), clock=clock, timeouts=timeouts or StageTimeouts())
+        answer = await within(clock, collect(tokens), timeout_s)
     except Exception as error:  # any LLM failure: the audience hears a fallback, the operator an event
-        log.warning("answering comment %s failed: %s", item.comment_id, error)
-        emit("answer_failed", comment_id=item.comment_id, error=f"{type(error).__name__}: {error}")
+        if isinstance(error, EngineFailed):
+            detail = error.detail
+        elif isinstance(error, TimeoutError):
+            detail = f"TimeoutError: no answer within {timeout_s:g} s"
+        else:
+            detail = f"{type(error).__name__}: {error}"
+        log.warning("answering comment %s failed: %s", item.comment_id, detail)
+        emit("answer_failed", comment_id=item.comment_id, stage="llm", error=detail)
         answer = FALLBACK_ANSWER
     return answer.strip() or FALLBACK_ANSWER
 

@@ -7,7 +7,10 @@ events, and a reader that stops reading is dropped once its queue is full, its c
 (a writer blocked on a socket nobody reads would otherwise hold its buffers for good) and a
 `client_dropped` event sent to the others; at most `MAX_READERS` streams are open at once. One
 event that cannot be written as UTF-8 JSON (a lone surrogate in some text) is escaped, and one
-that cannot be serialised at all is left out: it must never end every open stream.
+that cannot be serialised at all is left out: it must never end every open stream. A page that
+closes its stream frees its slot within `DISCONNECT_CHECK_S`: aiohttp does not cancel a handler
+when its client leaves, so the stream looks at its connection while it waits for events, instead
+of finding out only at its next write (the next event or heartbeat, up to 15 s later).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ log = logging.getLogger("avatar.broadcast")
 EVENT_QUEUE_SIZE = 256  # ~4 minutes of status events (one a second) plus a burst of others
 MAX_READERS = 16
 SSE_HEARTBEAT_S = 15.0
+DISCONNECT_CHECK_S = 0.25  # how soon a closed page's slot is free again
 
 
 class EventStreamsFull(Exception):
@@ -96,13 +100,17 @@ class EventHub:
         reader = _Reader(str(request.remote), request.transport)
         queue = reader.queue
         self._readers.add(reader)
+        loop = asyncio.get_running_loop()
         try:
             await response.write(sse(first_event()) or b": no status\n\n")
-            while True:
+            heartbeat_at_s = loop.time() + SSE_HEARTBEAT_S
+            while not _disconnected(request):
                 try:
-                    event = await asyncio.wait_for(queue.get(), SSE_HEARTBEAT_S)
+                    event = await asyncio.wait_for(queue.get(), DISCONNECT_CHECK_S)
                 except asyncio.TimeoutError:
-                    await response.write(b": keep-alive\n\n")
+                    if loop.time() >= heartbeat_at_s:
+                        await response.write(b": keep-alive\n\n")
+                        heartbeat_at_s = loop.time() + SSE_HEARTBEAT_S
                     continue
                 if event is None:
                     break
@@ -119,6 +127,12 @@ class EventHub:
         """End every open stream."""
         for reader in list(self._readers):
             _end(reader.queue)
+
+
+def _disconnected(request) -> bool:
+    """The client closed the connection (aiohttp drops the transport when it sees that)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _end(queue: asyncio.Queue) -> None:

@@ -29,6 +29,8 @@ from avatar.broadcast.answers import ANSWER_TIMEOUT_S, answer_comment, spoken_an
 from avatar.broadcast.items import HostItem, ItemQueue
 from avatar.broadcast.speaking import HostSpeaking
 from avatar.core.clock import Clock
+from avatar.core.deadlines import StageTimeouts
+from avatar.core.errors import EngineFailed
 from avatar.core.text_script import parse_script
 from avatar.core.types import EMOTIONS, TextSegment
 from avatar.playout.av_output import (
@@ -68,7 +70,10 @@ class BroadcastHost(HostSpeaking):
         gap_s: float = DEFAULT_GAP_S,
         answer_timeout_s: float = ANSWER_TIMEOUT_S,
         avatar_name: str = "",
+        stage_timeouts: StageTimeouts | None = None,
     ) -> None:
+        """`stage_timeouts`: how long an item waits on the voice and the renderer (and a comment's
+        answer on each token) before the item is skipped with `item_failed`."""
         self.tts, self.lipsync, self.llm, self.clock, self.intake = tts, lipsync, llm, clock, intake
         self.run_blocking = run_blocking
         self._on_event = on_event or (lambda event: None)
@@ -77,10 +82,17 @@ class BroadcastHost(HostSpeaking):
         self.gap_s = gap_s
         self.answer_timeout_s = answer_timeout_s
         self.avatar_name = avatar_name
+        self.stage_timeouts = stage_timeouts or StageTimeouts()
         self.items = ItemQueue()
         self.queue = AVOutputQueue(max_queued_ticks=max(1, round(render_ahead_s * FPS)))
         self.playout = AVPlayout(self.queue, self._idle_frame)
-        self.pump = StreamPump(self.playout, clock, on_tick=self._on_tick, run_blocking=run_blocking)
+        self.pump = StreamPump(
+            self.playout,
+            clock,
+            on_tick=self._on_tick,
+            run_blocking=run_blocking,
+            on_fault=self._picture_failed,
+        )
         self.outputs: list = []
         self.emotion = "neutral"
         self.frame_shape: tuple[int, ...] | None = None  # fixed by the first tick
@@ -268,8 +280,14 @@ class BroadcastHost(HostSpeaking):
                 continue  # ended by a skip / interrupt / avatar change, which put things back
             error = task.exception()
             if error is not None:
-                log.error("item %d (%s) failed: %s: %s", item.item_id, item.kind, type(error).__name__, error)
-                self._emit("item_failed", **item.describe(), error=f"{type(error).__name__}: {error}")
+                # An engine's fault (EngineFailed names the stage) or our own bug: either way
+                # this item is skipped and the show goes on with the next one.
+                stage = error.stage if isinstance(error, EngineFailed) else "host"
+                message = (
+                    str(error) if isinstance(error, EngineFailed) else f"{type(error).__name__}: {error}"
+                )
+                log.error("item %d (%s) failed: %s", item.item_id, item.kind, message)
+                self._emit("item_failed", **item.describe(), stage=stage, error=message)
                 if item in self._scheduled and item.start_tick in (None, self._queued_ticks):
                     self._scheduled.remove(item)  # nothing of it was queued
                 elif item.end_tick is None:
@@ -320,9 +338,20 @@ class BroadcastHost(HostSpeaking):
         if self.gap_s > 0:
             await self._speak_silence(self.gap_s)
 
+    def _picture_failed(self, error: EngineFailed) -> None:
+        """The renderer failed on an idle picture: the stream shows the last one again meanwhile."""
+        log.error("idle picture failed: %s", error)
+        self._emit("picture_failed", stage=error.stage, error=str(error))
+
     async def _answer(self, item: HostItem) -> None:
         answer = await answer_comment(
-            self.llm, self.system_prompt, item, timeout_s=self.answer_timeout_s, emit=self._emit
+            self.llm,
+            self.system_prompt,
+            item,
+            timeout_s=self.answer_timeout_s,
+            emit=self._emit,
+            clock=self.clock,
+            timeouts=self.stage_timeouts,
         )
         item.text, item.segments = spoken_answer(item, answer, read_aloud=self.read_comments_aloud)
         self._emit("answer_ready", item_id=item.item_id, comment_id=item.comment_id, answer=item.text)

@@ -125,6 +125,7 @@ class BroadcastServer:
             system_prompt=live.system_prompt,
             read_comments_aloud=config.read_comments_aloud,
             avatar_name=live.avatar_name,
+            stage_timeouts=live.stage_timeouts,
         )
         if config.script:
             self.host.set_script(

@@ -13,9 +13,11 @@ import logging
 
 import numpy as np
 
+from avatar.core.deadlines import guarded, guarded_blocking
 from avatar.core.text_script import split_sentences
 from avatar.core.types import AudioChunk, Speech
 from avatar.playout.av_output import FPS, SAMPLES_PER_FRAME, AVSegment
+from avatar.playout.letterbox import checked_frames
 from avatar.speech.speaker import SkippedSentence, speak_stream
 
 log = logging.getLogger("avatar.broadcast")
@@ -31,8 +33,15 @@ class HostSpeaking:
         for sentence in split_sentences(text):
             asked_s = self.clock.now_s()
             first = True
+            voice_call = guarded_blocking(
+                "tts",
+                self.run_blocking,
+                clock=self.clock,
+                timeout_s=self.stage_timeouts.tts_s,
+                pass_refusals=True,
+            )
             pieces = speak_stream(
-                self.tts, sentence, emotion, run_blocking=self.run_blocking, on_skip=self._sentence_skipped
+                self.tts, sentence, emotion, run_blocking=voice_call, on_skip=self._sentence_skipped
             )
             async with contextlib.aclosing(pieces):
                 async for speech in pieces:
@@ -54,10 +63,15 @@ class HostSpeaking:
         samples = int(round(seconds * FPS)) * SAMPLES_PER_FRAME
         await self._draw_and_queue(Speech(AudioChunk(np.zeros(samples, np.float32), 16000)))
 
+    async def _render_call(self, fn, *args):
+        """A renderer call with its deadline; a failure ends the item (`item_failed`, stage lip-sync)."""
+        work = self.run_blocking(fn, *args)
+        return await guarded("lip-sync", work, clock=self.clock, timeout_s=self.stage_timeouts.render_s)
+
     async def _draw_and_queue(self, speech: Speech) -> None:
-        pcm, weights = await self.run_blocking(self.lipsync.prepare, speech)
+        pcm, weights = await self._render_call(self.lipsync.prepare, speech)
         for start in range(0, len(weights), DRAW_BATCH_FRAMES):
             rows = weights[start : start + DRAW_BATCH_FRAMES]
-            frames = await self.run_blocking(self.lipsync.draw, rows)
+            frames = checked_frames(await self._render_call(self.lipsync.draw, rows), len(rows))
             audio = pcm[start * SAMPLES_PER_FRAME : (start + len(rows)) * SAMPLES_PER_FRAME]
             await self._queue(AVSegment(self._epoch, audio, frames))

@@ -180,5 +180,8 @@ def serve_app(app, args: argparse.Namespace, settings) -> int:
         f"avatar api: http://{args.host}:{args.port}/docs (jobs on {backend}, data in {settings.data_dir})",
         file=sys.stderr,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+    from avatar.api.edge import BoundedBody
+
+    bounded = BoundedBody(app)  # outermost: a stalled body is a 408 (avatar.api.edge)
+    uvicorn.run(bounded, host=args.host, port=args.port, log_level="info", access_log=False)
     return 0

@@ -29,3 +29,18 @@ class EngineUnavailable(AvatarError):
     """An engine whose package or weights are missing; the hint names the fix."""
 
     exit_code = 3
+
+
+class EngineFailed(AvatarError):
+    """An engine raised, hung past its deadline or returned something unusable.
+
+    Live it ends the turn (or the livestream item) with an event naming `stage`, never the
+    session; in a render it ends the job with this one line. Kept apart from the voice's own
+    `AvatarError`s ("cannot say this sentence"), which skip one sentence and go on."""
+
+    exit_code = 4
+
+    def __init__(self, stage: str, detail: str, hint: str = "") -> None:
+        super().__init__(f"{stage} failed: {detail}", hint)
+        self.stage = stage
+        self.detail = detail

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from avatar.core.deadlines import StageTimeouts
 from avatar.core.errors import AvatarError
 from avatar.core.types import AudioChunk, Speech, TTSChunk
 from avatar.engines.choice import EngineChoice
@@ -89,6 +90,12 @@ class LiveConfig:
     # Live, a cloned voice's chunks go to the face as they come (--no-tts-stream: whole sentences;
     # bench/cosyvoice_streaming.py, docs/measurements/cosyvoice_streaming.md)
     tts_stream: bool = True
+    # How long a reply waits on each engine before it ends with `turn_failed` and an apology
+    # (avatar.core.deadlines; docs/measurements/faults.md); the livestream uses the same.
+    stage_timeouts: StageTimeouts = field(default_factory=StageTimeouts)
+    # False (--no-speech-cache): every sentence is synthesized anew and no known opening is said at
+    # start-up, so a latency benchmark whose replies repeat measures the voice, not the memory.
+    speech_cache: bool = True
 
     @property
     def avatar_name(self) -> str:

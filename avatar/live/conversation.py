@@ -7,7 +7,9 @@ Each sentence is spoken the one way (`avatar.speech.speaker`, `avatar.live.speak
 emotion, a cloned voice's chunks rendered as they come, and a sentence with nothing to say is
 skipped with an event while the reply goes on. Blocking engine calls go
 through `run_blocking` (threads in production, inline in virtual-time tests; it must pass keyword
-arguments on), and every timestamp comes from the injected clock.
+arguments on), and every timestamp comes from the injected clock. Every engine call has a deadline
+(`StageTimeouts`) and a check of its result: a failing engine ends the turn, never the session
+(`avatar.live.faults`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from avatar.core.clock import Clock
+from avatar.core.deadlines import StageTimeouts, guarded
 from avatar.core.types import (
     AudioChunk,
     Transcript,
@@ -28,6 +31,7 @@ from avatar.core.types import (
     UserSpeechStarted,
     UserTurnEnded,
 )
+from avatar.live.faults import TurnFaults, checked_transcript
 from avatar.live.mic_history import MicHistory
 from avatar.live.speaking import SentenceSpeaking
 from avatar.live.speculation import SpeculativeReplies
@@ -41,7 +45,7 @@ RunBlocking = Callable[..., Awaitable[Any]]  # (fn, *args, **kwargs) -> fn's res
 MAX_USER_AUDIO_S = 60.0
 
 
-class ConversationSession(SpeculativeReplies, SentenceSpeaking):
+class ConversationSession(SpeculativeReplies, SentenceSpeaking, TurnFaults):
     """Per-connection state; engines are shared objects passed in."""
 
     def __init__(
@@ -62,9 +66,11 @@ class ConversationSession(SpeculativeReplies, SentenceSpeaking):
         run_blocking: RunBlocking = asyncio.to_thread,
         on_event: EventSink | None = None,
         turn_model=None,
+        stage_timeouts: StageTimeouts | None = None,
     ) -> None:
         """`turn_model` (Smart Turn, `avatar.turns.smart_turn`) answers the detector's
-        `TurnEndCheck`s; without one the detector's silence rule alone ends turns."""
+        `TurnEndCheck`s; without one the detector's silence rule alone ends turns.
+        `stage_timeouts`: how long a reply waits on each engine (default `StageTimeouts()`)."""
         self.vad, self.turn_detector, self.asr, self.llm, self.tts = vad, turn_detector, asr, llm, tts
         self.lipsync, self.queue, self.playout, self.clock = lipsync, queue, playout, clock
         self.system_prompt = system_prompt
@@ -77,6 +83,7 @@ class ConversationSession(SpeculativeReplies, SentenceSpeaking):
         self.max_history_messages = max_history_messages
         self.run_blocking = run_blocking
         self.turn_model = turn_model
+        self.stage_timeouts = stage_timeouts or StageTimeouts()
         self.on_event = on_event or (lambda event: None)
         self.history: list[dict[str, str]] = []
         self._mic = MicHistory(int(MAX_USER_AUDIO_S * AUDIO_RATE_HZ))
@@ -184,7 +191,8 @@ class ConversationSession(SpeculativeReplies, SentenceSpeaking):
         self._turn = turn
         if not speculative:
             turn.released.set()
-        turn.task = asyncio.get_running_loop().create_task(self._run_turn(turn, user_audio, speech_end_s))
+        work = self._contained(turn, self._run_turn(turn, user_audio, speech_end_s))
+        turn.task = asyncio.get_running_loop().create_task(work)
         turn.task.add_done_callback(self._turn_done)
         return turn
 
@@ -198,16 +206,18 @@ class ConversationSession(SpeculativeReplies, SentenceSpeaking):
         async def tokens():
             yield text
 
-        turn.task = asyncio.get_running_loop().create_task(
-            self._speak_stream(turn, tokens(), self.clock.now_s())
-        )
+        work = self._contained(turn, self._speak_stream(turn, tokens(), self.clock.now_s()))
+        turn.task = asyncio.get_running_loop().create_task(work)
 
         turn.task.add_done_callback(self._turn_done)
         return turn
 
     async def _run_turn(self, turn: Turn, user_audio: np.ndarray, speech_end_s: float) -> None:
-        transcript: Transcript = await self.run_blocking(
+        heard = self.run_blocking(
             self.asr.transcribe, AudioChunk(user_audio, AUDIO_RATE_HZ), self.asr_language
+        )
+        transcript: Transcript = checked_transcript(
+            await guarded("asr", heard, clock=self.clock, timeout_s=self.stage_timeouts.asr_s)
         )
         if not transcript.text.strip():
             self._emit_turn(turn, "turn_ignored", turn_id=turn.turn_id, reason="no words recognised")
@@ -226,7 +236,7 @@ class ConversationSession(SpeculativeReplies, SentenceSpeaking):
         turn.user_message = self._append_history({"role": "user", "content": _user_content(transcript)})
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         messages += self.history
-        await self._speak_stream(turn, self.llm.stream(messages), speech_end_s)
+        await self._speak_stream(turn, self._reply_tokens(turn, messages), speech_end_s)
 
     async def _speak_stream(self, turn: Turn, tokens, started_s: float) -> None:
         if turn.released.is_set():

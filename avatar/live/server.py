@@ -252,6 +252,7 @@ class LiveServer:
             language=config.language,
             run_blocking=engines.run_blocking,
             on_event=send_event,
+            stage_timeouts=config.stage_timeouts,
         )
 
     def _turn_detector(self):

@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
+from avatar.core.deadlines import guarded, guarded_blocking
 from avatar.playout.av_output import AUDIO_RATE_HZ, SAMPLES_PER_FRAME, AVSegment
+from avatar.playout.letterbox import checked_frames
 from avatar.speech.assembly import trim_lead_in
 from avatar.speech.speaker import SkippedSentence, speak_stream
 
@@ -37,8 +39,15 @@ class SentenceSpeaking:
             )
 
         asked_s = self.clock.now_s()
+        voice_call = guarded_blocking(
+            "tts",
+            self.run_blocking,
+            clock=self.clock,
+            timeout_s=self.stage_timeouts.tts_s,
+            pass_refusals=True,
+        )
         pieces = speak_stream(
-            self.tts, sentence.text, sentence.emotion, run_blocking=self.run_blocking, on_skip=skipped
+            self.tts, sentence.text, sentence.emotion, run_blocking=voice_call, on_skip=skipped
         )
         begun = False
         async with contextlib.aclosing(pieces):
@@ -63,12 +72,24 @@ class SentenceSpeaking:
         )
         turn.sentences.append((sentence.text, turn.queued_samples))
 
+    async def _render_call(self, fn, *args):
+        """A lip-sync call with the render deadline; its failure ends the turn (`avatar.live.faults`)."""
+        work = self.run_blocking(fn, *args)
+        return await guarded("lip-sync", work, clock=self.clock, timeout_s=self.stage_timeouts.render_s)
+
+    def _frame_shape(self) -> tuple[int, ...]:
+        """The size of the session's video (its idle frame's), asked once."""
+        shape = getattr(self, "_video_shape", None)
+        if shape is None:
+            shape = self._video_shape = tuple(self.lipsync.idle_frame().shape)
+        return shape
+
     async def _speak_piece(self, turn: Turn, speech: Speech, started_s: float) -> None:
         """Plan, draw and queue one piece of a sentence (a streamed chunk or a whole sentence)."""
         text, end = turn.sentences[-1]
         if len(turn.sentences) == 1 and end == 0:
             speech = trim_lead_in(speech)  # before a reply's first sound, silence is only latency
-        pcm, weights = await self.run_blocking(self.lipsync.prepare, speech)
+        pcm, weights = await self._render_call(self.lipsync.prepare, speech)
         turn.sentences[-1] = (
             text,
             end + len(speech.audio.pcm) * AUDIO_RATE_HZ // speech.audio.sample_rate_hz,
@@ -78,7 +99,9 @@ class SentenceSpeaking:
         while start < len(weights):
             batch = FIRST_DRAW_BATCH_FRAMES if turn.queued_samples == 0 else DRAW_BATCH_FRAMES
             rows = weights[start : start + batch]
-            frames = await self.run_blocking(self.lipsync.draw, rows)
+            frames = checked_frames(
+                await self._render_call(self.lipsync.draw, rows), len(rows), self._frame_shape()
+            )
             first = turn.queued_samples == 0
             audio = pcm[start * SAMPLES_PER_FRAME : (start + len(rows)) * SAMPLES_PER_FRAME]
             start += len(rows)

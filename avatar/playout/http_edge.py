@@ -21,6 +21,10 @@
   judged by the token alone.
 * **The bind.** Only loopback may be served without a secret (`require_secret_for_bind`): a
   server on `0.0.0.0` without one would let anyone who can reach the port use the avatar.
+* **Bodies that never end.** aiohttp waits for a body as long as the connection stays open: a
+  client that announces more bytes (`Content-Length`) than it sends would hold a handler, its
+  memory and a session slot for good. A body not complete within `BODY_READ_TIMEOUT_S` is a 408
+  and the connection is closed (`protect` installs it on every route).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from collections.abc import Iterable
 from avatar.core.errors import InputError
 
 TOKEN_REFUSED = "missing or wrong token"
+BODY_READ_TIMEOUT_S = 10.0  # a 100 KB offer over the slowest link a browser would use: well under a second
+BODY_TIMED_OUT = "the request body did not arrive in time"
 REFERRER_POLICY = "no-referrer"  # a token in a page's URL must not leave in a Referer header
 
 
@@ -107,7 +113,47 @@ def protect(app, token: str | None, *, public: Iterable[str] = (), pages: Iterab
         response.headers.setdefault("Referrer-Policy", REFERRER_POLICY)
 
     app.middlewares.append(require_token)
+    app.middlewares.append(bounded_body_middleware())
     app.on_response_prepare.append(no_referrer)
+
+
+def bounded_body_middleware(timeout_s: float | None = None):
+    """A middleware that answers 408 (and closes the connection) when a request's body is not
+    all there within `timeout_s` (default `BODY_READ_TIMEOUT_S`, read at call time).
+
+    The handler runs meanwhile (it may read the body as it comes, which keeps flow control going
+    for a large upload); only the body's arrival is bounded, not the handler's work after it."""
+    import asyncio
+
+    from aiohttp import web
+
+    @web.middleware
+    async def bounded_body(request, handler):
+        if not request.body_exists or request.content.is_eof():
+            return await handler(request)
+        limit_s = BODY_READ_TIMEOUT_S if timeout_s is None else timeout_s
+        work = asyncio.ensure_future(handler(request))
+        arrived = asyncio.ensure_future(request.content.wait_eof())
+        try:
+            await asyncio.wait({work, arrived}, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            arrived.cancel()
+        if work.done() or arrived.done():
+            return await work
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)
+        logging.getLogger("aiohttp.server").info(
+            "%s %s: body not complete after %g s: 408", request.method, request.path, limit_s
+        )
+        response = web.json_response({"error": BODY_TIMED_OUT, "message": BODY_TIMED_OUT}, status=408)
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        # aiohttp would otherwise linger up to 10 s reading the rest of a body that is not coming
+        request.protocol.force_close()
+        return response
+
+    return bounded_body
 
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -11,6 +11,10 @@ process was stalled are sent at once, with repeated pictures, so the timeline ca
 The pump paces itself, whatever the sinks are: with no output configured (a rehearsal, the
 monitor only) the stream still advances one tick per 40 ms of wall time, never faster.
 `clock_status` shows both clocks side by side for the operator.
+
+An idle picture the renderer fails to draw (it raises, or hands back something that is not a
+picture) is a repeated frame too, reported once through `on_fault` until a picture works again:
+a broken face must not stop the stream's clock.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class StreamPump:
         on_tick: TickSink,
         run_blocking: RunBlocking = asyncio.to_thread,
         recent_ticks: int = FPS,
+        on_fault: Callable[[Exception], None] | None = None,
     ) -> None:
         self._playout = playout
         self._clock = clock
@@ -55,6 +60,9 @@ class StreamPump:
         self.sent_ticks = 0
         self.repeated_frames = 0
         self.speech_ticks = 0
+        self.failed_pictures = 0
+        self._on_fault = on_fault
+        self._failing = False  # the last idle picture failed (reported once per run of failures)
 
     @property
     def origin_s(self) -> float | None:
@@ -127,10 +135,31 @@ class StreamPump:
                 await asyncio.gather(deadline, return_exceptions=True)
         if self._drawing.done():
             drawing, self._drawing = self._drawing, None
-            self._last_frame = drawing.result()  # a drawing error is a bug: let it surface
-            return self._last_frame
+            frame = self._usable(drawing)
+            if frame is not None:
+                self._last_frame = frame
+                return frame
         self.repeated_frames += 1
         return self._last_frame
+
+    def _usable(self, drawing: asyncio.Future) -> np.ndarray | None:
+        """The drawn idle picture, or None (counted, reported) when the renderer failed on it."""
+        from avatar.core.errors import EngineFailed
+        from avatar.playout.letterbox import checked_frames
+
+        try:
+            error = drawing.exception()
+            if error is not None:
+                raise EngineFailed("lip-sync", f"idle picture: {type(error).__name__}: {error}") from error
+            frame = checked_frames([drawing.result()], 1)[0]
+        except EngineFailed as failed:
+            self.failed_pictures += 1
+            if not self._failing and self._on_fault is not None:
+                self._on_fault(failed)
+            self._failing = True
+            return None
+        self._failing = False
+        return frame
 
 
 def _draw(tick: PlayoutTick) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import logging
 import math
 from collections import deque
 
@@ -25,6 +26,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from avatar.core.clock import Clock
 from avatar.playout.av_output import AUDIO_RATE_HZ, FPS, SAMPLES_PER_FRAME, TICK_S, AVPlayout, PlayoutTick
+
+log = logging.getLogger("avatar.playout")
 
 AUDIO_PACKET_S = 0.020
 AUDIO_SAMPLES_PER_PACKET = int(AUDIO_RATE_HZ * AUDIO_PACKET_S)  # 320
@@ -138,6 +141,7 @@ class PacedVideoTrack(MediaStreamTrack):
         self._next_tick_index: int | None = None
         self._draw_idle_in_thread = draw_idle_in_thread
         self._last_picture: tuple[np.ndarray, np.ndarray] | None = None  # (bgr, its yuv420p)
+        self.failed_pictures = 0  # idle pictures the renderer failed on (the last one was shown again)
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
@@ -166,8 +170,29 @@ class PacedVideoTrack(MediaStreamTrack):
         conversion is several times faster, and an idle frame shown again is not converted again."""
         import cv2
 
-        bgr = tick.frame  # draws an idle frame if it is not drawn yet
         last = self._last_picture
+        try:
+            bgr = tick.frame  # draws an idle frame if it is not drawn yet
+            if not (
+                isinstance(bgr, np.ndarray) and bgr.dtype == np.uint8 and bgr.ndim == 3 and bgr.shape[2] == 3
+            ):
+                raise TypeError(
+                    f"the renderer returned {getattr(bgr, 'dtype', type(bgr).__name__)} {getattr(bgr, 'shape', '')}"
+                )
+        except Exception as error:
+            # An exception here would end aiortc's sender: the session's video would freeze for
+            # good. A broken idle picture shows the last one again (speech frames are checked
+            # where they are drawn, `checked_frames`).
+            if last is None:
+                raise
+            self.failed_pictures += 1
+            if self.failed_pictures == 1 or self.failed_pictures % (60 * FPS) == 0:
+                log.error(
+                    "idle picture failed (%d so far), the last one is shown again: %s",
+                    self.failed_pictures,
+                    error,
+                )
+            return last[1]
         if last is not None and last[0] is bgr:
             return last[1]
         yuv = cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2YUV_I420)

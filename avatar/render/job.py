@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from avatar.core.errors import InputError
+import numpy as np
+
+from avatar.core.errors import AvatarError, EngineFailed, InputError
 from avatar.core.types import EMOTIONS, FRAME_RATE_FPS, Speech
 from avatar.engines.engine_set import EngineSet
 from avatar.render.request import RenderRequest, RenderResult
@@ -237,6 +239,25 @@ class RenderEstimate:
         return max(self.frames_done, self.total_frames or laid_out_frames)
 
 
+def checked_video_frames(frames: Iterator[np.ndarray], shape: tuple[int, int, int]) -> Iterator[np.ndarray]:
+    """The renderer's frames, each checked (`checked_frames`): a renderer that raises or draws a
+    frame of another size or type ends the render with one line naming the lip-sync stage, not
+    with an encoder's complaint (or a traceback) far from the cause."""
+    from avatar.playout.letterbox import checked_frames
+
+    iterator = iter(frames)
+    while True:
+        try:
+            frame = next(iterator, None)
+        except AvatarError:
+            raise
+        except Exception as error:  # the renderer's bug: the job ends, named, with no partial file
+            raise EngineFailed("lip-sync", f"{type(error).__name__}: {error}") from error
+        if frame is None:
+            return
+        yield checked_frames([frame], 1, shape)[0]
+
+
 def render_video(
     request: RenderRequest, engines: EngineSet | None = None, progress: ProgressFn | None = None
 ) -> RenderResult:
@@ -278,7 +299,9 @@ def render_video(
                     writer.open()
                 writer.write_audio(window.speech.audio.pcm)
                 total = estimate.total(window.start_frame + window.frame_count)
-                for frame in window_frames(renderer, window, motion):
+                for frame in checked_video_frames(
+                    window_frames(renderer, window, motion), (height, width, 3)
+                ):
                     writer.write(frame)
                     estimate.frames_done += 1
                     if progress is not None and estimate.frames_done % 5 == 0:

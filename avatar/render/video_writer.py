@@ -15,7 +15,8 @@ renderer's 16 kHz: it is the native rate of video players and the AAC priming de
 is then 21 ms, under one 40 ms frame even in players that ignore the MP4 edit list.
 
 Every intermediate lives beside the output and is deleted on exit; the final file appears with one
-`os.replace`, so an error or Ctrl-C never leaves a partial video under the requested name.
+`os.replace`, so an error or Ctrl-C never leaves a partial video under the requested name. A hung
+encoder is stopped and a full disk is named as such (`avatar.render.ffmpeg_watch`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 from avatar.core.errors import AvatarError, InputError
 from avatar.core.system_tools import require_tool
 from avatar.core.types import FRAME_RATE_FPS, AudioChunk
+from avatar.render import ffmpeg_watch
 
 AAC_SAMPLE_RATE_HZ = 48000
 AAC_BITRATE = "96k"  # mono speech; transparent at this rate
@@ -122,7 +124,10 @@ class Mp4Writer:
         crf: int = X264_CRF,
         preset: str = X264_PRESET,
         audio_sample_rate_hz: int | None = None,
+        stall_timeout_s: float | None = None,
     ) -> None:
+        """`stall_timeout_s`: how long one frame may wait for the encoder before it is taken as
+        hung and stopped (default `ffmpeg_watch.FFMPEG_STALL_TIMEOUT_S`)."""
         if width <= 0 or height <= 0:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
         if fps <= 0:
@@ -149,6 +154,8 @@ class Mp4Writer:
         self._temp_paths: list[Path] = []
         self._video_path: Path | None = None
         self.result: WrittenMp4 | None = None  # set by a successful close()
+        self.stall_timeout_s = stall_timeout_s or ffmpeg_watch.FFMPEG_STALL_TIMEOUT_S
+        self._watch: ffmpeg_watch.StallWatch | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -180,6 +187,7 @@ class Mp4Writer:
                 stdout=subprocess.DEVNULL,
                 stderr=self._stderr,
             )
+            self._watch = ffmpeg_watch.StallWatch(self._process, self.stall_timeout_s)
             if self.audio_sample_rate_hz is not None:
                 self._open_audio()
             if self.audio is not None:
@@ -195,7 +203,10 @@ class Mp4Writer:
         pcm = np.asarray(pcm, dtype=np.float32)
         if pcm.ndim != 1:
             raise ValueError(f"audio must be mono (1-D), got shape {pcm.shape}")
-        self._audio_file.write(pcm)
+        try:
+            self._audio_file.write(pcm)
+        except (OSError, RuntimeError) as error:  # soundfile's errors are RuntimeErrors
+            raise self._output_failed("writing the audio", error) from None
         self.audio_samples += len(pcm)
 
     def write(self, frame: np.ndarray) -> None:
@@ -211,12 +222,15 @@ class Mp4Writer:
             pad = ((0, self.encoded_height - self.height), (0, self.encoded_width - self.width), (0, 0))
             frame = np.pad(frame, pad, mode="edge")
         try:
-            self._process.stdin.write(np.ascontiguousarray(frame).data)
-        except BrokenPipeError:
+            with self._watch.writing():
+                self._process.stdin.write(np.ascontiguousarray(frame).data)
+        except OSError as error:  # BrokenPipeError: ffmpeg exited (or was stopped as hung)
             self._process.wait()
-            raise EncodingFailed(
-                f"ffmpeg stopped while encoding video: {_stderr_tail(_read_all(self._stderr))}"
-            ) from None
+            if self._watch.fired:
+                raise EncodingFailed(
+                    f"ffmpeg took no frame for {self.stall_timeout_s:g} s (hung) and was stopped"
+                ) from None
+            raise self._output_failed("encoding the video", error) from None
         self.frame_count += 1
 
     def close(self) -> WrittenMp4:
@@ -230,6 +244,8 @@ class Mp4Writer:
             self._finish_audio()
             final_temp = self._make_temp(".partial.mp4")
             self._run(self._mux_command(final_temp), "adding the audio")
+            if not final_temp.is_file() or final_temp.stat().st_size == 0:
+                raise EncodingFailed("ffmpeg reported success but wrote no video (while adding the audio)")
             os.replace(final_temp, self.out_path)
             self._temp_paths.remove(final_temp)
         except BaseException:
@@ -283,11 +299,31 @@ class Mp4Writer:
         return round(self.frame_count * self.audio_sample_rate_hz / self.fps)
 
     def _finish_video(self) -> None:
-        self._process.stdin.close()
-        if self._process.wait() != 0:
+        try:
+            self._process.stdin.close()
+        except OSError as error:  # the last frames could not be flushed to a dead or full encoder
+            self._process.wait()
+            raise self._output_failed("encoding the video", error) from None
+        try:
+            code = self._process.wait(timeout=self._finish_timeout_s())
+        except subprocess.TimeoutExpired:
             raise EncodingFailed(
-                f"ffmpeg failed to encode the video: {_stderr_tail(_read_all(self._stderr))}"
-            )
+                f"ffmpeg did not finish the video within {self._finish_timeout_s():g} s (hung) and was stopped"
+            ) from None
+        if code != 0:
+            raise self._output_failed("encoding the video", None)
+
+    def _finish_timeout_s(self) -> float:
+        return ffmpeg_watch.finish_timeout_s(self.stall_timeout_s, self.frame_count / self.fps)
+
+    def _output_failed(self, what: str, error: BaseException | None) -> AvatarError:
+        """One line for a failed write: the disk is full, or ffmpeg's own words."""
+        tail = _stderr_tail(_read_all(self._stderr)) if self._stderr is not None else ""
+        if ffmpeg_watch.is_disk_full(error, tail, self.out_path.parent):
+            return EncodingFailed(*ffmpeg_watch.disk_full_message(self.out_path.parent))
+        if error is not None and not isinstance(error, BrokenPipeError):
+            return EncodingFailed(f"{what} failed: {type(error).__name__}: {error}")
+        return EncodingFailed(f"ffmpeg failed while {what}: {tail}")
 
     def _make_temp(self, suffix: str, keep_reserved: bool = False) -> Path:
         """A temp path beside the output: same filesystem for os.replace, no /tmp size surprises."""
@@ -310,6 +346,9 @@ class Mp4Writer:
         return path
 
     def _cleanup(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
         if self._process is not None and self._process.stdin is not None and not self._process.stdin.closed:
             with contextlib.suppress(BrokenPipeError):  # ffmpeg is already gone; nothing to flush
                 self._process.stdin.close()
@@ -325,9 +364,20 @@ class Mp4Writer:
         self._temp_paths.clear()
 
     def _run(self, command: list[str], what: str) -> None:
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+        timeout_s = self._finish_timeout_s()
+        try:
+            done = subprocess.run(
+                command, stdin=subprocess.DEVNULL, capture_output=True, check=False, timeout=timeout_s
+            )
+        except subprocess.TimeoutExpired:  # run() kills it before raising
+            raise EncodingFailed(
+                f"ffmpeg hung while {what} (no end within {timeout_s:g} s) and was stopped"
+            ) from None
         if done.returncode != 0:
-            raise EncodingFailed(f"ffmpeg failed while {what}: {_stderr_tail(done.stderr)}")
+            tail = _stderr_tail(done.stderr)
+            if ffmpeg_watch.is_disk_full(None, tail, self.out_path.parent):
+                raise EncodingFailed(*ffmpeg_watch.disk_full_message(self.out_path.parent))
+            raise EncodingFailed(f"ffmpeg failed while {what}: {tail}")
 
     def _video_command(self, video_path: Path) -> list[str]:
         import ffmpeg

@@ -34,7 +34,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from avatar.core.errors import AvatarError
+import numpy as np
+
+from avatar.core.errors import AvatarError, EngineFailed
 from avatar.core.text_script import has_words
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from avatar.core.types import Speech, TTSChunk
 
 NOTHING_TO_SAY = "nothing to say: no word in it"
+MIN_RATE_HZ, MAX_RATE_HZ = 8000, 192000  # what any voice engine really produces
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,13 @@ def speak_now(
     if not has_words(text):
         _report(on_skip, SkippedSentence(text, NOTHING_TO_SAY))
         return None
-    return voice.synthesize(text, emotion=emotion)
+    try:
+        speech = voice.synthesize(text, emotion=emotion)
+    except AvatarError:
+        raise
+    except Exception as error:  # the engine's bug: the render ends with one line naming the stage
+        raise EngineFailed("tts", f"{type(error).__name__}: {error}", f"sentence {text[:80]!r}") from error
+    return checked_speech(speech, whole=True)
 
 
 async def speak(
@@ -148,10 +157,13 @@ async def speak(
         _report(on_skip, SkippedSentence(text, NOTHING_TO_SAY))
         return None
     try:
-        return await run_blocking(voice.synthesize, text, emotion=emotion)
+        speech = await run_blocking(voice.synthesize, text, emotion=emotion)
+    except EngineFailed:
+        raise
     except AvatarError as error:
         _report(on_skip, SkippedSentence(text, str(error)))
         return None
+    return checked_speech(speech, whole=True)
 
 
 async def speak_stream(
@@ -184,16 +196,46 @@ async def speak_stream(
         while True:
             try:
                 chunk = await run_blocking(cursor.next_chunk)
+            except EngineFailed:
+                raise
             except AvatarError as error:
                 reason = f"cut short: {error}" if spoken else str(error)
                 _report(on_skip, SkippedSentence(text, reason))
                 return
             if chunk is None:
                 return
-            spoken = True
-            yield chunk.speech
+            speech = checked_speech(getattr(chunk, "speech", chunk), whole=False)
+            if len(speech.audio.pcm):
+                spoken = True
+                yield speech
     finally:
         cursor.cancel()
+
+
+def checked_speech(speech: Any, *, whole: bool) -> Speech:
+    """`speech` as every consumer needs it (mono finite float32 at a real rate), or
+    EngineFailed("tts") saying what the voice returned instead: NaN fed to the renderer or an
+    encoder is noise or a crash far from its cause. A `whole` sentence must have audio; a
+    streamed chunk may be empty."""
+    from avatar.core.types import AudioChunk, Speech
+
+    audio = getattr(speech, "audio", None)
+    if not isinstance(speech, Speech) or not isinstance(audio, AudioChunk):
+        raise EngineFailed("tts", f"the voice returned {type(speech).__name__}, not speech")
+    pcm, rate_hz = audio.pcm, audio.sample_rate_hz
+    if not isinstance(pcm, np.ndarray) or pcm.ndim != 1 or pcm.dtype.kind != "f":
+        shape = getattr(pcm, "shape", "?")
+        kind = getattr(pcm, "dtype", type(pcm).__name__)
+        raise EngineFailed("tts", f"the voice returned {kind} audio of shape {shape}; mono float expected")
+    if not isinstance(rate_hz, int | np.integer) or not MIN_RATE_HZ <= rate_hz <= MAX_RATE_HZ:
+        raise EngineFailed("tts", f"the voice returned audio at {rate_hz!r} Hz")
+    if whole and not len(pcm):
+        raise EngineFailed("tts", "the voice returned no audio for a sentence with words")
+    if not np.isfinite(pcm).all():
+        raise EngineFailed("tts", "the voice returned audio with NaN or infinite samples")
+    if pcm.dtype != np.float32:
+        speech = replace(speech, audio=AudioChunk(pcm.astype(np.float32), int(rate_hz)))
+    return speech
 
 
 class _StreamCursor:
