@@ -152,10 +152,11 @@ def progress_line(result) -> str:
 
 
 async def measure_turns(
-    url: str, questions: list, turns: int, barge_ins: int, landmarker
+    url: str, questions: list, turns: int, barge_ins: int, landmarker, barge_in_after_s: float = 1.0
 ) -> tuple[list, list]:
     """`turns` questions from quiet, cycling through `questions`, then `barge_ins` interruptions
-    (a synthesized question, talked over with the next real recording when there is one)."""
+    (a synthesized question, talked over with the next real recording when there is one,
+    `barge_in_after_s` after the reply's first sound reached the probe)."""
     from tests.support.live_probe_client import LiveProbe
 
     asked = [q for q in questions if q.source == "synthetic"] or questions
@@ -174,7 +175,7 @@ async def measure_turns(
         barged = []
         for t in range(barge_ins):
             question, barge = asked[t % len(asked)], barges[t % len(barges)]
-            result = await probe.measure_barge_in(question.pcm, barge.pcm, t)
+            result = await probe.measure_barge_in(question.pcm, barge.pcm, t, barge_in_after_s)
             result.question = f"{question.name} / barge-in: {barge.name}"
             barged.append(result)
     return plain, barged
@@ -246,6 +247,7 @@ async def measure_capacity(url: str, question: np.ndarray, clients: int) -> list
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.live_voice import add_voice_options, check_voice_options, voice_server
     from tests.support.live_probe_analysis import summarize
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -286,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="use the photo as it is (default: its top square, so frames are size x size as the target says)",
     )
+    add_voice_options(parser)  # bench/live_voice.py
     args = parser.parse_args(argv)
+    check_voice_options(args)
     if args.check:
         args.turns, args.barge_ins, args.capacity = min(args.turns, 8), min(args.barge_ins, 4), ""
 
@@ -308,10 +312,15 @@ def main(argv: list[str] | None = None) -> int:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             args.photo = top_square(args.photo, folder)
         report["photo"] = str(args.photo)
+        if not args.url:  # the voice's report is complete once the server and the voice have stopped
+            voice_args, report["voice"] = stack.enter_context(voice_server(args, log_path.with_suffix("")))
+            args.server_args = [*args.server_args, *voice_args]
         url = args.url or stack.enter_context(server_process(args, log_path))
         health = server_health(url)
         report["server"] = {k: health.get(k) for k in ("llm", "reply_engine", "turn_rule") if k in health}
-        plain, barged = asyncio.run(measure_turns(url, questions, args.turns, args.barge_ins, landmarker))
+        plain, barged = asyncio.run(
+            measure_turns(url, questions, args.turns, args.barge_ins, landmarker, args.barge_in_after_s)
+        )
         report["turns"] = [asdict(r) for r in plain + barged]
         report["summary_turns"] = summarize(plain)
         for source in ("real", "synthetic"):

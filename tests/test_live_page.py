@@ -15,6 +15,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -232,6 +233,7 @@ PAGE_STATE = """(() => {
     user: q('.msg.user:not(.pending) .text').map((e) => e.textContent),
     avatar: q('.msg.avatar .text').map((e) => e.textContent).filter((t) => t.trim()),
     interrupted: q('.msg.avatar.interrupted .note').map((e) => e.textContent),
+    voice: q('.msg.avatar .chip.voice').map((e) => [e.textContent, e.title]),
     error: err.classList.contains('show') ? err.textContent : null,
     videoTime: v.currentTime, videoWidth: v.videoWidth, paused: v.paused,
     speaking: document.getElementById('stage').classList.contains('speaking'),
@@ -342,6 +344,10 @@ def test_live_page_conversation_in_headless_chromium(browser, tmp_path):
     assert final["error"] is None, final["error"]
     assert any("fellow america" in text.lower() for text in final["user"]), final["user"]
     assert final["avatar"]
+    # Each reply shows its voice's time to first audio (tts_first_chunk), Piper's whole sentences here.
+    assert final["voice"], final
+    for label, title in final["voice"]:
+        assert re.fullmatch(r"voice \d+ ms", label) and title.endswith("(whole sentences)"), (label, title)
     if result["interrupted"] is not None:
         assert any("Interrupt button" in note for note in final["interrupted"]), final["interrupted"]
     assert final["clientLatency"].endswith("s"), final["clientLatency"]

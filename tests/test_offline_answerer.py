@@ -285,3 +285,10 @@ def test_known_replies_are_what_it_streams(answerer):
         streamed = "".join(asyncio.run(collect(answerer, ask(question))))
         assert first_sentences([streamed])[0] in first_sentences(known), question
     assert answerer.known_replies("fr") == []
+    # Without --lang a server prepares every language it answers in: a Mandarin question's reply
+    # opening is among the Mandarin known replies, as the English one is among the English.
+    assert answerer.reply_languages == ("en", "zh")
+    known_zh = first_sentences(answerer.known_replies("zh"))
+    for question in ("你好！", "你们几点开门？", "你们能修自行车吗？"):
+        streamed = "".join(asyncio.run(collect(answerer, ask(question))))
+        assert first_sentences([streamed])[0] in known_zh, question

@@ -124,6 +124,12 @@ def add_on_air_options(parser: argparse.ArgumentParser, *, default_port: int, li
     )
     parser.add_argument("--persona", help="the avatar's name (default: the library name, else Mona)")
     parser.add_argument(
+        "--no-speech-cache",
+        dest="speech_cache",
+        action="store_false",
+        help="say every sentence anew: none from memory, no known openings at start-up (benchmarks)",
+    )
+    parser.add_argument(
         "--lang", choices=("en", "zh"), help="voice language (default: detected per sentence)"
     )
 
@@ -287,6 +293,7 @@ def live_config(args: argparse.Namespace):
         tts_choice=engine_choice(args, sample_text),  # --voice-text wins over the avatar's transcript
         voice_sample_path=sample,
         tts_stream=getattr(args, "tts_stream", True),
+        speech_cache=getattr(args, "speech_cache", True),
         **_turn_settings(args),
     )
 

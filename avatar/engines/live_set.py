@@ -27,7 +27,7 @@ from avatar.engines.choice import EngineChoice
 from avatar.engines.engine_set import EngineSet
 from avatar.engines.replies import check_llm, describe_llm
 from avatar.speech.speaker import AvatarVoice  # one avatar's voice over the shared engines
-from avatar.speech.speech_cache import SpeechCache
+from avatar.speech.speech_cache import DEFAULT_MAX_ENTRIES, SpeechCache
 
 log = logging.getLogger("avatar.live")
 MAX_PREPARED_OPENINGS = 64  # start-up cost ~0.1 s each on 2 cores; a larger FAQ fills up lazily
@@ -134,7 +134,8 @@ class LiveEngines:
         self.turn_model = None  # Smart Turn, shared by every session (stateless ONNX session)
         self.reply_engine = describe_llm(config)  # one line for the start-up log and /health
         self._locks: dict[str, asyncio.Lock] = {}
-        self.speech_cache = SpeechCache()  # sentences said before, shared by every session
+        # sentences said before, shared by every session; one that keeps nothing when turned off
+        self.speech_cache = SpeechCache(max_entries=DEFAULT_MAX_ENTRIES if config.speech_cache else 0)
 
     def load(self, *, listening: bool = True) -> LiveEngines:
         """Blocking: prepare the avatar and load every model (a few seconds).
@@ -226,9 +227,16 @@ class LiveEngines:
         from avatar.speech.speech_cache import first_sentences
 
         known = getattr(self.llm, "known_replies", None)
-        if known is None:
+        if known is None or not self.config.speech_cache:  # nothing would be kept
             return 0
-        openings = first_sentences(known(self.config.language or "en"))[:max_sentences]
+        # Without a fixed language, replies come in the question's language: prepare each one the
+        # reply engine speaks (the answerer: English and Mandarin), or a Mandarin speaker's first
+        # question waits for the Mandarin voice while an English speaker's does not.
+        languages = getattr(self.llm, "reply_languages", ("en",))
+        if self.config.language:
+            languages = (self.config.language,)
+        replies = [reply for language in languages for reply in known(language)]
+        openings = first_sentences(replies)[:max_sentences]
         for text, emotion in openings:
             try:
                 self.synthesize(text, emotion=emotion)

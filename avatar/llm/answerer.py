@@ -117,6 +117,11 @@ class OfflineAnswerer:
             return Reply(text, "neutral", "unknown", None, best.relevance)
         return Reply(best.text, best.emotion, "answer", best.entry_id, best.relevance)
 
+    @property
+    def reply_languages(self) -> tuple[str, ...]:
+        """The languages it answers in (a question in another is answered in English)."""
+        return tuple(_I_DONT_KNOW)
+
     def known_replies(self, language: str) -> list[str]:
         """Replies whose words are known before anyone asks, tagged as `stream` sends them: the
         greeting, the opening of "I don't know" and every entry's answer in `language` (a server
