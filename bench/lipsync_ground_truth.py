@@ -8,7 +8,8 @@ mouth-opening series (Pearson correlation at lag 0 and best lag within +-1 frame
 absolute error in % of face height). Three drivers are compared: loudness alone, phoneme timing
 spread over the embedded ASR's word timestamps (grapheme-to-phoneme), and the same words force-
 aligned to the embedded voice saying them (lipsync/forced_align.py). SERIES_JSON=path writes the
-per-frame openings.
+per-frame openings. A second table splits each error into the frames before the voice starts,
+while it speaks, and after it stops (where the error comes from: breath, articulation, rest).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def main() -> int:
     from lipsync.face_landmarker import FaceLandmarker
     from lipsync.procedural_renderer import ProceduralRenderer
     from lipsync.recorded_phonemes import RecordedPhonemizer
-    from tests.support.lipsync_measure import best_lag_correlation, measure_frames
+    from tests.support.lipsync_measure import best_lag_correlation, change_error, measure_frames
     from tests.support.media_probe import read_audio, read_video_frames
 
     if not EVAL.is_dir():
@@ -52,7 +53,7 @@ def main() -> int:
     except TypeError:
         pass
     series = {}
-    rows = []
+    rows, splits = [], []
     with FaceLandmarker() as landmarker:
         for name in CLIPS:
             frames = list(read_video_frames(EVAL / name))
@@ -79,8 +80,9 @@ def main() -> int:
                 # The photo's own opening is the baseline of the real video; compare changes.
                 corr0 = float(np.corrcoef(t[ok], r[ok])[0, 1])
                 lag, corr = best_lag_correlation(r, t, max_lag=1)
-                mae = float(np.mean(np.abs((t[ok] - t[ok][0]) - (r[ok] - r[ok][0])))) * 100
+                mae = change_error(r, t) * 100
                 rows.append((name, transcript.text, driver, corr0, lag, corr, mae))
+                splits.append((name, driver, error_split(r, t, voice_frames(audio, n))))
                 series[name][driver] = rendered.tolist()
     if os.environ.get("SERIES_JSON"):  # per-frame openings, for plots and analysis
         Path(os.environ["SERIES_JSON"]).write_text(json.dumps(series))
@@ -90,7 +92,40 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|")
     for name, text, driver, corr0, lag, corr, mae in rows:
         print(f"| {name} | {text} | {driver} | {corr0:.2f} | {lag:+d} | {corr:.2f} | {mae:.2f} |")
+    print()
+    print("Error split (share of the mean abs error, % face height; signed mean: + = render more open)")
+    print()
+    print("| clip | driver | before the voice | while speaking | after the voice |")
+    print("|---|---|---|---|---|")
+    for name, driver, parts in splits:
+        cells = " | ".join(f"{share:.2f} ({signed:+.1f})" for share, signed in parts)
+        print(f"| {name} | {driver} | {cells} |")
     return 0
+
+
+def voice_frames(audio, frame_count: int, fps: int = 25) -> np.ndarray:
+    """Frames where the 150-8000 Hz band is within 30 dB of its loud level: the voice, not the
+    hum below it nor a breath (a breath is 40-55 dB below the voice on GRID)."""
+    hop = audio.sample_rate_hz / fps
+    level_db = np.full(frame_count, -120.0)
+    for k in range(frame_count):
+        chunk = audio.pcm[int(k * hop) : int((k + 1) * hop)]
+        if len(chunk):
+            spectrum = np.abs(np.fft.rfft(chunk)) ** 2
+            freqs = np.fft.rfftfreq(len(chunk), 1.0 / audio.sample_rate_hz)
+            power = spectrum[(freqs >= 150) & (freqs < 8000)].sum() / len(chunk) ** 2
+            level_db[k] = 10 * np.log10(power + 1e-12)
+    return level_db > np.percentile(level_db, 90) - 30.0
+
+
+def error_split(rendered: np.ndarray, truth: np.ndarray, voice: np.ndarray) -> list[tuple[float, float]]:
+    """(share of the mean abs error, signed mean error) before, during and after the voice, in %."""
+    error = (rendered - rendered[0]) - (truth - truth[0])
+    error = np.where(np.isfinite(error), error, 0.0) * 100
+    speaking = np.flatnonzero(voice)
+    first, last = (int(speaking[0]), int(speaking[-1]) + 1) if len(speaking) else (len(error), len(error))
+    parts = (error[:first], error[first:last], error[last:])
+    return [(float(np.abs(p).sum() / len(error)), float(p.mean()) if len(p) else 0.0) for p in parts]
 
 
 if __name__ == "__main__":

@@ -11,7 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 
 SILENCE_FLOOR_DB = -60.0
+BREATH_FLOOR_DB = -120.0
 LOW_BAND_HZ = (150.0, 1200.0)  # where the first formant, which rises as the jaw opens, lives
+# Air rushing through an open mouth (an inhalation) is broadband noise; this band skips mains hum
+# and room rumble below it, which on GRID recordings are louder than the breath.
+BREATH_BAND_HZ = (500.0, 8000.0)
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,9 @@ class FrameFeatures:
     # loud-speech reference: how open a speaker's jaw is follows this better than the full band.
     low_db: np.ndarray | None = None
     low_reference_db: float = SILENCE_FLOOR_DB
+    # Level of the breath band, floored far lower than the speech bands: a breath is 40-55 dB
+    # below speech, and digital silence (TTS) must stay well below it.
+    breath_db: np.ndarray | None = None
 
     @property
     def frame_count(self) -> int:
@@ -69,4 +76,13 @@ def measure_frames(
         reference,
         low_db.astype(np.float32),
         low_reference,
+        _breath_db(power, freqs[band], win),
     )
+
+
+def _breath_db(power: np.ndarray, freqs: np.ndarray, win: int) -> np.ndarray:
+    """Per-frame level (dBFS) of the breath band, summed from the centroid's power spectrum (the
+    breath band lies inside it, so no second pass over the spectrum)."""
+    low, high = np.searchsorted(freqs, BREATH_BAND_HZ)  # freqs ascend: a view, no copy
+    band_power = power[:, low:high].sum(axis=1) * 2.0 / (win * win)
+    return np.maximum(10 * np.log10(band_power + 1e-12), BREATH_FLOOR_DB).astype(np.float32)

@@ -12,6 +12,7 @@ import numpy as np
 
 from avatar.core.types import PhonemeTiming
 from lipsync.audio_features import FrameFeatures
+from lipsync.inhalation import inhalations
 from lipsync.visemes import REST, Viseme, viseme_for_phoneme, visemes_for_pinyin
 
 FINE_RATE_HZ = 200  # resolution of the phoneme timeline before sampling at the video rate
@@ -20,6 +21,7 @@ SPEECH_RANGE_DB = 30.0  # below the recording's loud-speech level by this much =
 GATE_DB = 36.0  # frames this far below loud speech (or under -50 dBFS) are silence
 SPEECH_LEAD_FRAMES = 3
 PHONEME_JAW_FLOOR = 0.5  # share of the sound's jaw opening kept on a closed viseme
+INHALE_OPEN = 0.9  # a breath in through the mouth opens the jaw as far as an open vowel (/a/)
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,13 @@ def lead_speech(opening: np.ndarray, sounding: np.ndarray, frames: int = SPEECH_
     return np.where(sounding, out, opening)
 
 
-def track_from_audio(features: FrameFeatures) -> MouthTrack:
+def with_inhalations(opening: np.ndarray, features: FrameFeatures, fps: int) -> np.ndarray:
+    """The jaw also opens for an audible breath taken before speech (lipsync/inhalation.py)."""
+    breathing = _smooth3(inhalations(features, jaw_openness(features), fps).astype(np.float32))
+    return np.maximum(opening, INHALE_OPEN * breathing)
+
+
+def track_from_audio(features: FrameFeatures, fps: int) -> MouthTrack:
     """Loudness drives the jaw, the spectral centroid spreads (bright s/i) or rounds (dark o/u) the lips."""
     env = jaw_openness(features)
     opening = lead_speech(_smooth3(env**1.3), loudness_openness(features) > 0)
@@ -96,6 +104,7 @@ def track_from_audio(features: FrameFeatures) -> MouthTrack:
     wide = _smooth3(np.clip(0.35 * z, 0, 0.6) * (opening > 0.03))
     round_ = _smooth3(np.clip(-0.35 * z, 0, 0.6) * (opening > 0.03))
     zero = np.zeros_like(opening)
+    opening = with_inhalations(opening, features, fps)  # a neutral mouth: after the lip shapes
     return MouthTrack(opening.astype(np.float32), wide, round_, zero, zero)
 
 
@@ -200,6 +209,7 @@ def track_from_phonemes(phonemes: tuple[PhonemeTiming, ...], features: FrameFeat
     opening = (
         sound_jaw * np.clip(PHONEME_JAW_FLOOR + (1 - PHONEME_JAW_FLOOR) * jaw / 0.6, 0.0, 1.1) * speaking
     )
+    opening = with_inhalations(opening, features, fps)
     return MouthTrack(
         opening.astype(np.float32),
         (wide * speaking).astype(np.float32),

@@ -67,7 +67,7 @@ class ProceduralRenderer:
         features = measure_frames(audio.pcm, audio.sample_rate_hz, self.fps, frame_count)
         if speech.phonemes:
             return track_from_phonemes(speech.phonemes, features, self.fps), features
-        return track_from_audio(features), features
+        return track_from_audio(features, self.fps), features
 
     def plan(
         self,

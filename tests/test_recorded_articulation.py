@@ -17,7 +17,7 @@ from avatar.core.types import Speech
 from avatar.engines.engine_set import EngineSet
 from lipsync.recorded_phonemes import RecordedPhonemizer
 from tests.conftest import eval_file
-from tests.support.lipsync_measure import best_lag_correlation, measure_frames
+from tests.support.lipsync_measure import best_lag_correlation, change_error, measure_frames
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +65,35 @@ def test_phoneme_driven_mouth_follows_real_speakers(engines, landmarker):
     by frame (issue 14: mean correlation >= 0.5 at the best lag within +-1 frame; the old
     word-span phonemes reached 0.33)."""
     correlations = [
-        _render_against_truth(engines, landmarker, clip) for clip in ("grid_lrwp9a", "grid_swiz3n")
+        _render_against_truth(landmarker, clip, engines)[0] for clip in ("grid_lrwp9a", "grid_swiz3n")
     ]
     assert np.mean(correlations) >= 0.5, (
         f"phoneme-driven mouth vs the real one: r={np.round(correlations, 2)}"
     )
 
 
-def _render_against_truth(engines, landmarker, clip: str) -> float:
+def test_loudness_driven_mouth_follows_real_speakers_and_their_breath(landmarker):
+    """The loudness-driven mouth against the same real speakers (issue 14: mean correlation
+    >= 0.5 at the best lag within +-1 frame, mean abs error <= 2% of face height; measured
+    0.69 and 1.74%). Before the voice, lrwp9a's speaker opens the mouth to breathe in (9-10% of
+    face height for 0.3 s); the render must open there too (it stayed shut: 2.07% error)."""
+    lrwp9a = _render_against_truth(landmarker, "grid_lrwp9a")
+    swiz3n = _render_against_truth(landmarker, "grid_swiz3n")
+    correlations, errors = [lrwp9a[0], swiz3n[0]], [lrwp9a[1], swiz3n[1]]
+    assert np.mean(correlations) >= 0.5 and np.mean(errors) <= 0.02, (
+        f"r={np.round(correlations, 2)}, error={np.round(np.array(errors) * 100, 2)}% of face height"
+    )
+    rendered, truth = lrwp9a[2], lrwp9a[3]
+    breathing = np.flatnonzero(truth[:15] > 0.05)  # the voice starts at frame 15 (0.6 s)
+    assert len(breathing) >= 6 and np.mean(rendered[breathing] > 0.05) >= 0.8, (
+        np.round(rendered[:16] * 100, 1),
+        np.round(truth[:16] * 100, 1),
+    )
+
+
+def _render_against_truth(landmarker, clip: str, engines=None) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """(correlation at the best lag within +-1 frame, mean abs error, rendered, real openings);
+    phoneme-driven through ASR + alignment when `engines` is given, else loudness-driven."""
     from avatar.core.audio_io import resample
     from avatar.core.types import AudioChunk
     from lipsync.avatar_assets import AvatarAssets
@@ -87,8 +108,11 @@ def _render_against_truth(engines, landmarker, clip: str) -> float:
     first = frames[0][: frames[0].shape[0] // 2 * 2, : frames[0].shape[1] // 2 * 2]
     face = landmarker.detect(first)[0]
     renderer = ProceduralRenderer(AvatarAssets(first, face.landmarks_px, face.blendshapes, clip), seed=0)
-    transcript, words = engines.asr().transcribe_words(audio, language="en")
-    speech = Speech(audio, phonemes=engines.phonemizer().phonemes(words, transcript.language, audio))
+    speech = Speech(audio)
+    if engines is not None:
+        transcript, words = engines.asr().transcribe_words(audio, language="en")
+        speech = Speech(audio, phonemes=engines.phonemizer().phonemes(words, transcript.language, audio))
     rendered, _ = measure_frames((renderer.draw(w) for w in renderer.plan(speech)), landmarker)
     n = min(len(truth), len(rendered))
-    return best_lag_correlation(rendered[:n], truth[:n], max_lag=1)[1]
+    correlation = best_lag_correlation(rendered[:n], truth[:n], max_lag=1)[1]
+    return correlation, change_error(rendered[:n], truth[:n]), rendered[:n], truth[:n]

@@ -56,6 +56,15 @@ def best_lag_correlation(signal: np.ndarray, reference: np.ndarray, max_lag: int
     return best
 
 
+def change_error(rendered: np.ndarray, truth: np.ndarray) -> float:
+    """Mean absolute difference of two mouth-opening series, each taken relative to its own first
+    frame (the photo is the real video's first frame, so that is their common baseline)."""
+    n = min(len(rendered), len(truth))
+    r, t = rendered[:n], truth[:n]
+    ok = np.isfinite(r) & np.isfinite(t)
+    return float(np.mean(np.abs((t[ok] - t[ok][0]) - (r[ok] - r[ok][0]))))
+
+
 def rms_envelope(pcm: np.ndarray, sample_rate_hz: int, fps: int, frame_count: int) -> np.ndarray:
     """Plain RMS of the audio under each frame: the reference the mouth should follow."""
     hop = sample_rate_hz / fps
