@@ -182,11 +182,17 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     """Re-summarize a run from its .samples.jsonl / .turns.jsonl / .failures.jsonl."""
-    report = Path((argv or sys.argv[1:])[0])
-    summary = summarize(
-        *(read_jsonl(report.with_suffix(s)) for s in (".samples.jsonl", ".turns.jsonl", ".failures.jsonl"))
-    )
-    print(json.dumps(summary, indent=1))
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("report", type=Path, help="the soak's --report path (its jsonl files lie beside it)")
+    report = parser.parse_args(argv).report
+    logs = [read_jsonl(report.with_suffix(s)) for s in (".samples.jsonl", ".turns.jsonl", ".failures.jsonl")]
+    if not logs[0]:
+        parser.error(
+            f"no samples beside {report} ({report.with_suffix('.samples.jsonl')} is missing or empty)"
+        )
+    print(json.dumps(summarize(*logs), indent=1))
     return 0
 
 
