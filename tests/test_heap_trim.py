@@ -45,3 +45,37 @@ def test_arena_limit_is_accepted_by_glibc():
     # in a child: the limit is process-wide and must not change the test process
     code = "from avatar.core.heap_trim import limit_malloc_arenas as f; raise SystemExit(0 if f(2) else 1)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+HEAP_CHILD = """
+import sys
+import numpy as np
+from avatar.core.heap_trim import fix_mmap_threshold
+
+def rss_mb():
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS")) / 1024
+
+if sys.argv[1] == "fixed":
+    assert fix_mmap_threshold()
+big = np.ones(2 << 20, np.float32)  # 8 MB, mapped; freeing it raises glibc's threshold unless fixed
+del big
+before = rss_mb()
+blocks = [np.ones(1 << 19, np.float32) for _ in range(30)]  # 30 x 2 MB, as a sentence's buffers
+blocks.append(np.ones(50_000, np.float32))  # 200 kB still in use, above them on the heap
+del blocks[:30]
+print(rss_mb() - before)
+"""
+
+
+def test_a_fixed_mmap_threshold_returns_freed_buffers_at_once():
+    import subprocess
+    import sys
+
+    def retained_mb(mode: str) -> float:  # in a child: the setting is process-wide
+        done = subprocess.run(
+            [sys.executable, "-c", HEAP_CHILD, mode], capture_output=True, text=True, check=True
+        )
+        return float(done.stdout)
+
+    assert retained_mb("default") > 50  # glibc's own rule: the 60 MB stay in the heap after free
+    assert retained_mb("fixed") < 5

@@ -91,11 +91,17 @@ class PiperTTS:
         model_bytes, _tensor = add_ceil_output(model_path.read_bytes())
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # the added output has no declared type; that is fine
+        # Every sentence has its own tensor sizes. With memory patterns (one block planned per
+        # input shape) and an arena that keeps what it ever held, a process grew with the number
+        # of sentences spoken (a 60-minute text render peaked 12 % above a 1-minute one); without
+        # the patterns and with the arena shrunk after each call it stays where one long sentence
+        # puts it (docs/measurements/long_renders.md).
+        options.enable_mem_pattern = False
         session = onnxruntime.InferenceSession(
             model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
         )
         config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
-        self._voice = PiperVoice(config=config, session=session)
+        self._voice = PiperVoice(config=config, session=ShrinkingSession(session))
         self._syn_config = SynthesisConfig(normalize_audio=True, volume=self.volume)
         if not self.sampling_noise:
             self._syn_config.noise_scale = self._syn_config.noise_w_scale = 0.0
@@ -168,6 +174,28 @@ class PiperTTS:
             language=self.language,
             phonemes=spans_to_timings(spans, rate_hz),
         )
+
+
+class ShrinkingSession:
+    """An onnxruntime session whose CPU arena hands its free memory back after every call.
+
+    Piper calls `session.run(None, feeds)` itself, so the run option is added here; everything
+    else is the wrapped session's."""
+
+    ARENA_SHRINKAGE = "memory.enable_memory_arena_shrinkage"
+
+    def __init__(self, session) -> None:
+        import onnxruntime
+
+        self._session = session
+        self.run_options = onnxruntime.RunOptions()
+        self.run_options.add_run_config_entry(self.ARENA_SHRINKAGE, "cpu:0")
+
+    def run(self, output_names, input_feed, run_options=None):
+        return self._session.run(output_names, input_feed, run_options or self.run_options)
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
 
 
 def spans_to_timings(spans: list[tuple[str, int]], sample_rate_hz: int) -> tuple[PhonemeTiming, ...]:

@@ -17,6 +17,7 @@ import argparse
 import sys
 
 from avatar.core.errors import AvatarError
+from avatar.core.stop_signals import Terminated
 
 EXAMPLES = """examples:
   avatar render --photo me.jpg --text "Hello! [happy] Nice to meet you." -o hello.mp4
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:  # SIGTERM inside a command that cleans up first (`stop_signals`)
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

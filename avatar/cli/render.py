@@ -132,17 +132,20 @@ def _render_request(args: argparse.Namespace):
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from avatar.core.stop_signals import stop_signals_raise
     from avatar.engines.engine_set import EngineSet
     from avatar.render.job import render_video
 
     request, voice_text = _render_request(args)
     engines = EngineSet(choice=engine_choice(args, voice_text))
     progress, close = _progress_bar(args.quiet)
-    try:
-        result = render_video(request, engines, progress=progress)
-    finally:
-        close()
-        engines.close()
+    # SIGTERM (a service manager, `kill`) cleans up as Ctrl-C does: encoder stopped, no temp files
+    with stop_signals_raise():
+        try:
+            result = render_video(request, engines, progress=progress)
+        finally:
+            close()
+            engines.close()
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     speed = result.duration_s / max(result.render_time_s, 1e-9)

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 30.0
 M_ARENA_MAX = -8  # glibc mallopt parameter (malloc.h)
+M_MMAP_THRESHOLD = -3
+RENDER_MMAP_THRESHOLD_BYTES = 1 << 20
 LIVESTREAM_ARENAS = 2
 
 
@@ -51,6 +53,19 @@ def limit_malloc_arenas(count: int = LIVESTREAM_ARENAS) -> bool:
     library has no mallopt (nothing changes then)."""
     mallopt = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int], ctypes.c_int)
     return mallopt is not None and mallopt(M_ARENA_MAX, count) == 1
+
+
+def fix_mmap_threshold(threshold_bytes: int = RENDER_MMAP_THRESHOLD_BYTES) -> bool:
+    """Give every allocation of `threshold_bytes` or more its own mapping, returned on free.
+
+    glibc raises its mmap threshold (up to 32 MB) each time a mapped block is freed, so after the
+    first sentence Piper's inference buffers and the windows' audio came from the heap, where
+    they fragmented it: a text render's resident memory crept up with the sentences spoken
+    (Piper alone: 442 -> 503 MB over six minutes of text; with a fixed 1 MB threshold it stayed at
+    219 MB and peaked at 432-436 MB every minute, docs/measurements/long_renders.md). Setting the
+    threshold also stops the adjustment. Returns False where the C library has no mallopt."""
+    mallopt = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int], ctypes.c_int)
+    return mallopt is not None and mallopt(M_MMAP_THRESHOLD, threshold_bytes) == 1
 
 
 async def trim_heap_forever(interval_s: float = DEFAULT_INTERVAL_S, trim=None) -> None:

@@ -19,7 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 FFMPEG_STALL_TIMEOUT_S = 60.0  # no frame taken for a minute: x264 needs well under a second a frame
-FINISH_TIMEOUT_PER_VIDEO_S = 0.1  # muxing encodes the audio: ~1/100 of its duration on 2 cores
+# Muxing copies the video and encodes the audio: ~1/100 of the video's duration on 2 idle cores,
+# but 10x that on a starved machine ended a 10-minute render as "hung" (no end within 119 s). A
+# mux slower than the video plays is hung whatever the load; anything faster is left to finish.
+FINISH_TIMEOUT_PER_VIDEO_S = 1.0
 LOW_SPACE_BYTES = 1 << 20
 DISK_FULL_MARKERS = ("No space left on device", "Disk quota exceeded")
 

@@ -266,7 +266,7 @@ def render_video(
     appears whole or not at all (no partial file on an error or Ctrl-C). `progress("video",
     frames_done, frames_total)` is called as frames are written; the total is an estimate that
     becomes exact with the last window."""
-    from avatar.core.heap_trim import limit_malloc_arenas, load_malloc_trim
+    from avatar.core.heap_trim import fix_mmap_threshold, limit_malloc_arenas, load_malloc_trim
     from avatar.render.video_writer import Mp4Writer, check_output_path, find_ffmpeg
     from avatar.render.windows import window_frames
     from lipsync.face_motion import IdleMotion
@@ -279,6 +279,7 @@ def render_video(
     # speech and a 60-minute text render 735 -> 886 MB, flat at 474 MB with two arenas
     # (docs/measurements/long_renders.md). Set before the engines start their threads.
     limit_malloc_arenas()
+    fix_mmap_threshold()  # large buffers mapped and unmapped, never left to fragment the heap
     started = time.perf_counter()
     owned = engines is None
     engines = engines or EngineSet()
